@@ -1,0 +1,59 @@
+"""What every REST door shares: JSON in and out, bearer and API-key checks."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from server.keys import NODE
+from services.auth import Identity
+from services.errors import Invalid, TooLarge, Unauthorized
+from services.validation import Payload, as_payload
+
+__all__ = ["IDENTITY", "json_response", "read_json", "require_api_key", "require_identity"]
+
+IDENTITY = "lifeline.identity"
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def read_json(request: web.Request) -> Payload:
+    limit = request.app[NODE].settings.limits.max_payload_bytes
+    # Refuse on the declared length, before reading anything.
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(f"body is larger than {limit} bytes")
+    try:
+        body = await request.content.read(limit + 1)
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"body is larger than {limit} bytes") from None
+    if len(body) > limit:
+        raise TooLarge(f"body is larger than {limit} bytes")
+    if not body:
+        raise Invalid("body must be a JSON object")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Invalid("body is not valid JSON") from None
+    return as_payload(data, "body")
+
+
+async def require_identity(request: web.Request) -> Identity:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("a bearer token is required")
+    identity = await request.app[NODE].require_auth().authenticate(token.strip())
+    request[IDENTITY] = identity
+    return identity
+
+
+def require_api_key(request: web.Request) -> None:
+    expected = request.app[NODE].settings.api_key
+    given = request.headers.get("X-Api-Key", "")
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthorized("a valid X-Api-Key header is required")

@@ -1,0 +1,213 @@
+"""Socket.IO namespaces as doors: authenticate, parse, call one service, ack.
+
+``SocketDoor`` wraps every event handler so that whatever a client sends, it
+gets the contract's flat ack and the socket stays up: bad payloads are
+``invalid``, store outages ``unavailable``, bugs ``internal`` (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from realtime import rooms
+from realtime.acks import error_ack, ok_ack
+from realtime.sessions import SocketSession, SocketSessions
+from server.metrics import Metrics
+from services.auth import AuthService
+from services.errors import Internal, Unauthorized, Unavailable
+from services.validation import Payload, as_payload
+from storage.errors import as_app_error
+
+__all__ = ["AnonymousHandler", "Handler", "SocketDoor"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[SocketSession, Payload], Awaitable[dict[str, Any] | None]]
+AnonymousHandler = Callable[[str, Payload], Awaitable[dict[str, Any] | None]]
+Hook = Callable[[SocketSession], Awaitable[None]]
+
+
+class SocketDoor:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        *,
+        sessions: SocketSessions,
+        metrics: Metrics,
+        auth: Callable[[], AuthService],
+    ) -> None:
+        self._sio = sio
+        self._sessions = sessions
+        self._metrics = metrics
+        self._auth = auth
+        self._disconnect_hooks: list[Hook] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+        self._live_sids: set[str] = set()
+        sio.on("connect", self._connect, namespace=rooms.MAIN)
+        sio.on("disconnect", self._disconnect, namespace=rooms.MAIN)
+        sio.on("*", self._unknown, namespace=rooms.MAIN)
+        sio.on("connect", self._connect_live, namespace=rooms.LIVE)
+        sio.on("disconnect", self._disconnect_live, namespace=rooms.LIVE)
+        sio.on("*", self._unknown_live, namespace=rooms.LIVE)
+
+    # -- registration -----------------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler) -> None:
+        """An event on ``/`` from an authenticated socket."""
+
+        async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
+            return await self._dispatch(event, sid, args, handler)
+
+        self._sio.on(event, dispatch, namespace=rooms.MAIN)
+
+    def on_live(self, event: str, handler: AnonymousHandler) -> None:
+        """An event on the public ``/live`` namespace."""
+
+        async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
+            async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
+                return await handler(sid, payload)
+
+            return await self._run(event, None, args, call)
+
+        self._sio.on(event, dispatch, namespace=rooms.LIVE)
+
+    def on_disconnect(self, hook: Hook) -> None:
+        self._disconnect_hooks.append(hook)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> None:
+        """Refuse new events, wait for the ones in flight, then close every transport.
+
+        Closing the Engine.IO transport (not a Socket.IO disconnect) is what makes
+        clients reconnect, to another node behind the load balancer.
+        """
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("drain timed out", extra={"in_flight": self._in_flight})
+        eio = self._sio.eio
+        for eio_sid in list(eio.sockets):
+            try:
+                await eio.disconnect(eio_sid)
+            except Exception:  # a socket that is already gone
+                log.debug("closing a transport failed", exc_info=True)
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self._draining:
+            raise socketio.exceptions.ConnectionRefusedError("unavailable")
+        token = auth.get("token") if isinstance(auth, dict) else None
+        service = self._auth()
+        try:
+            identity = await service.authenticate(token)
+            session = SocketSession(sid=sid, identity=identity, address=_address(environ))
+            self._sessions.add(session)
+            # A logout that raced this connect must not leave its socket behind.
+            if await service.is_revoked(identity):
+                self._sessions.remove(sid)
+                raise Unauthorized()
+        except Unauthorized:
+            self._metrics.connections_refused.labels("unauthorized").inc()
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
+        except Exception as exc:
+            self._sessions.remove(sid)
+            error = as_app_error(exc)
+            self._metrics.connections_refused.labels(error.code).inc()
+            if isinstance(error, Internal):
+                log.exception("connect failed")
+            raise socketio.exceptions.ConnectionRefusedError(error.code) from None
+        await self._sio.enter_room(sid, rooms.user(identity.user_id), namespace=rooms.MAIN)
+        self._metrics.sockets.labels(rooms.MAIN).inc()
+        return True
+
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        session = self._sessions.remove(sid)
+        if session is None:
+            return
+        self._metrics.sockets.labels(rooms.MAIN).dec()
+        for hook in self._disconnect_hooks:
+            try:
+                await hook(session)
+            except Exception:
+                log.exception("disconnect hook failed")
+
+    async def _connect_live(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self._draining:
+            raise socketio.exceptions.ConnectionRefusedError("unavailable")
+        self._live_sids.add(sid)
+        self._metrics.sockets.labels(rooms.LIVE).inc()
+        return True
+
+    async def _disconnect_live(self, sid: str, reason: Any = None) -> None:
+        if sid in self._live_sids:
+            self._live_sids.discard(sid)
+            self._metrics.sockets.labels(rooms.LIVE).dec()
+
+    async def _unknown(self, event: str, sid: str, *args: Any) -> Any:
+        self._metrics.unknown_events.labels(rooms.MAIN).inc()
+        return self._sio.not_handled
+
+    async def _unknown_live(self, event: str, sid: str, *args: Any) -> Any:
+        self._metrics.unknown_events.labels(rooms.LIVE).inc()
+        return self._sio.not_handled
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def _dispatch(
+        self, event: str, sid: str, args: tuple[Any, ...], handler: Handler
+    ) -> dict[str, Any]:
+        session = self._sessions.get(sid)
+
+        async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
+            if session is None:
+                raise Unauthorized()
+            return await handler(session, payload)
+
+        return await self._run(event, session, args, call)
+
+    async def _run(
+        self,
+        event: str,
+        session: SocketSession | None,
+        args: tuple[Any, ...],
+        call: Callable[[SocketSession | None, Payload], Awaitable[dict[str, Any] | None]],
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._metrics.events_in.labels(event).inc()
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            if self._draining:
+                raise Unavailable("this node is shutting down; reconnect")
+            payload = as_payload(args[0] if args else None)
+            ack = ok_ack(await call(session, payload))
+        except Exception as exc:
+            error = as_app_error(exc)
+            if isinstance(error, Internal):
+                log.exception("event handler failed", extra={"event": event})
+            self._metrics.errors.labels(error.code, "socket").inc()
+            ack = error_ack(error)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        self._metrics.ack_latency.labels(event).observe(time.perf_counter() - started)
+        return ack
+
+
+def _address(environ: dict[str, Any]) -> str:
+    request = environ.get("aiohttp.request")
+    remote = getattr(request, "remote", None)
+    return str(remote or environ.get("REMOTE_ADDR") or "unknown")

@@ -1,0 +1,202 @@
+"""The composition root: ``create_app(settings)`` builds and wires everything.
+
+Nothing is built at import time. Every resource with a lifetime is a
+``cleanup_ctx`` generator: acquire, yield, then release in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import socketio
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2 import Type as Argon2Type
+from redis.asyncio import Redis
+
+from handlers import auth as auth_routes
+from handlers import ops as ops_routes
+from handlers import publish as publish_routes
+from handlers.middleware import lifeline_middleware
+from integrations.jwks import JwksVerifier
+from realtime.doors import SocketDoor
+from realtime.fanout import Fanout
+from realtime.sessions import SocketSessions
+from server.keys import NODE, Node, Services
+from server.metrics import Metrics
+from server.settings import Settings
+from services.auth import AuthService, LoginThrottle
+from services.clock import Clock, SystemClock
+from services.publish import PublishService
+from storage.bus import NoPeers, PeerBus, RedisPeerBus
+from storage.db import apply_migrations, create_pool
+from storage.state import EphemeralState, InProcessState, RedisState
+from storage.tokens import TokenRepository
+from storage.users import UserRepository
+
+__all__ = ["SOCKETIO", "create_app"]
+
+log = logging.getLogger(__name__)
+
+SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
+_DOOR = web.AppKey("socket_door", SocketDoor)
+_SESSIONS = web.AppKey("socket_sessions", SocketSessions)
+
+
+class _Json:
+    """orjson behind the ``json`` interface python-socketio expects."""
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **_: Any) -> Any:
+        return orjson.loads(text)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    if not settings.database_url:
+        raise ValueError("create_app needs settings.database_url (the CLI starts an embedded one)")
+    if not settings.auth.jwt_secret:
+        raise ValueError("create_app needs settings.auth.jwt_secret")
+    limit = settings.limits.max_payload_bytes
+    app = web.Application(middlewares=[lifeline_middleware], client_max_size=limit)
+    node = Node(settings=settings, clock=clock or SystemClock(), metrics=Metrics())
+    app[NODE] = node
+
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins=list(settings.cors_origins)
+        if "*" not in settings.cors_origins
+        else "*",
+        max_http_buffer_size=limit,
+        json=_Json,
+        ping_interval=20,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app, socketio_path="socket.io")
+    sessions = SocketSessions()
+    door = SocketDoor(sio, sessions=sessions, metrics=node.metrics, auth=node.require_auth)
+    app[SOCKETIO] = sio
+    app[_DOOR] = door
+    app[_SESSIONS] = sessions
+
+    app.add_routes(ops_routes.routes)
+    app.add_routes(auth_routes.routes)
+    app.add_routes(publish_routes.routes)
+
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_shared_state)
+    app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_drain)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    settings = node.settings
+    assert settings.database_url is not None
+    pool = await create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    applied = await apply_migrations(pool)
+    if applied:
+        log.info("schema migrated", extra={"versions": str(applied)})
+    node.pool = pool
+    yield
+    node.pool = None
+    await pool.close()
+
+
+async def _shared_state(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    settings = node.settings
+    redis: Redis | None = None
+    state: EphemeralState
+    bus: PeerBus
+    if settings.redis_url:
+        redis = Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        await redis.ping()
+        state = RedisState(redis, prefix=settings.redis_prefix)
+        bus = RedisPeerBus(
+            redis,
+            prefix=settings.redis_prefix,
+            node_id=settings.node_id,
+            on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
+        )
+    else:
+        state = InProcessState(node.clock)
+        bus = NoPeers()
+    node.redis, node.state, node.bus = redis, state, bus
+    yield
+    await bus.stop()
+    if redis is not None:
+        await redis.aclose()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    settings = node.settings
+    pool = node.require_pool()
+    assert node.state is not None and node.bus is not None
+    sio = app[SOCKETIO]
+    fanout = Fanout(sio, node.bus, app[_SESSIONS], node.metrics)
+    http = aiohttp.ClientSession()
+    auth_settings = settings.auth
+    external = (
+        JwksVerifier(
+            auth_settings.jwks_url,
+            issuer=auth_settings.jwks_issuer,
+            audience=auth_settings.jwks_audience,
+            session=http,
+            min_refresh_s=5.0,
+        )
+        if auth_settings.jwks_url
+        else None
+    )
+    auth = AuthService(
+        users=UserRepository(pool),
+        tokens=TokenRepository(pool),
+        state=node.state,
+        throttle=LoginThrottle(
+            node.state,
+            free_failures=auth_settings.login_free_failures,
+            lockout_failures=auth_settings.login_lockout_failures,
+            lockout_s=auth_settings.login_lockout_s,
+            window_s=auth_settings.login_window_s,
+        ),
+        sessions=fanout,
+        clock=node.clock,
+        secret=auth_settings.jwt_secret,
+        issuer=auth_settings.issuer,
+        access_ttl_s=auth_settings.access_ttl_s,
+        refresh_ttl_s=auth_settings.refresh_ttl_s,
+        hasher=PasswordHasher(
+            time_cost=auth_settings.argon2_time_cost,
+            memory_cost=auth_settings.argon2_memory_kib,
+            parallelism=1,
+            type=Argon2Type.ID,
+        ),
+        external=external,
+    )
+    if not settings.cluster:
+        await auth.load_revocations()
+    node.built = Services(auth=auth, publisher=PublishService(fanout))
+    await node.bus.start()
+    yield
+    await sio.shutdown()
+    await http.close()
+
+
+async def _drain(app: web.Application) -> None:
+    """Graceful shutdown: finish what is in flight, then tell clients to reconnect."""
+    await app[_DOOR].drain(app[NODE].settings.shutdown_timeout_s / 2)

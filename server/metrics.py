@@ -1,0 +1,62 @@
+"""Prometheus metrics, one registry per app (no import-time state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.sockets = Gauge(
+            "lifeline_sockets_connected",
+            "Connected sockets on this node",
+            ["namespace"],
+            registry=r,
+        )
+        self.events_in = Counter(
+            "lifeline_events_in_total", "Socket.IO events received", ["event"], registry=r
+        )
+        self.events_out = Counter(
+            "lifeline_events_out_total",
+            "Socket.IO events emitted (one per fan-out)",
+            ["event"],
+            registry=r,
+        )
+        self.unknown_events = Counter(
+            "lifeline_unknown_events_total", "Events with no handler", ["namespace"], registry=r
+        )
+        self.ack_latency = Histogram(
+            "lifeline_ack_latency_seconds",
+            "Time from an event's arrival to its ack",
+            ["event"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.errors = Counter(
+            "lifeline_errors_total",
+            "Errors answered, by code and door",
+            ["code", "door"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "lifeline_http_requests_total",
+            "HTTP requests",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.bus_errors = Counter(
+            "lifeline_bus_errors_total", "Peer bus failures", ["kind"], registry=r
+        )
+        self.connections_refused = Counter(
+            "lifeline_connections_refused_total",
+            "Socket connections refused",
+            ["reason"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,211 @@
+"""Typed settings, read from the environment and checked when loaded.
+
+Every variable is listed in README.md. ``Settings.from_env()`` is the only
+reader of ``os.environ``; everything else receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["DEV_API_KEY", "AuthSettings", "LimitSettings", "Settings", "SettingsError"]
+
+# Printed at start in development so a newcomer can call the server API at once.
+DEV_API_KEY = "dev-api-key-change-me"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or not allowed in this environment."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    jwt_secret: str = ""
+    access_ttl_s: int = 15 * 60
+    refresh_ttl_s: int = 30 * 24 * 3600
+    issuer: str = "lifeline"
+    # Optional external identity provider (access tokens verified against its JWKS).
+    jwks_url: str | None = None
+    jwks_issuer: str | None = None
+    jwks_audience: str | None = None
+    # Login brute-force protection.
+    login_free_failures: int = 3
+    login_lockout_failures: int = 10
+    login_lockout_s: int = 15 * 60
+    login_window_s: int = 15 * 60
+    # argon2id cost; tests lower it to stay fast.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    max_payload_bytes: int = 64 * 1024
+    chat_send_per_window: int = 20
+    chat_send_window_s: float = 10.0
+    presence_ttl_s: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    env: str = "development"
+    data_dir: Path = Path("./var")
+    pg_dir: Path | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "lifeline:"
+    kafka_bootstrap_servers: str | None = None
+    api_key: str = DEV_API_KEY
+    node_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    shutdown_timeout_s: float = 10.0
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+    log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ("*",)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def cluster(self) -> bool:
+        return self.redis_url is not None
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        return self.pg_dir if self.pg_dir is not None else self.data_dir / "pg"
+
+    def with_auth(self, **changes: object) -> Settings:
+        return replace(self, auth=replace(self.auth, **changes))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        mode = reader.choice("LIFELINE_ENV", ("development", "production"), "development")
+        production = mode == "production"
+        data_dir = Path(reader.text("LIFELINE_DATA_DIR", "./var"))
+        api_key = reader.optional("LIFELINE_API_KEY")
+        jwt_secret = reader.optional("LIFELINE_JWT_SECRET")
+        if production:
+            missing = [
+                name
+                for name, value in (
+                    ("LIFELINE_API_KEY", api_key),
+                    ("LIFELINE_JWT_SECRET", jwt_secret),
+                    ("DATABASE_URL", reader.optional("DATABASE_URL")),
+                )
+                if not value
+            ]
+            if missing:
+                raise SettingsError(
+                    "production refuses development defaults; set " + ", ".join(missing)
+                )
+            if api_key == DEV_API_KEY:
+                raise SettingsError("production refuses the development LIFELINE_API_KEY")
+            assert jwt_secret is not None
+            if len(jwt_secret) < 32:
+                raise SettingsError("LIFELINE_JWT_SECRET must be at least 32 characters")
+        auth = AuthSettings(
+            jwt_secret=jwt_secret or "",
+            access_ttl_s=reader.integer("LIFELINE_ACCESS_TTL_S", 15 * 60, minimum=10),
+            refresh_ttl_s=reader.integer("LIFELINE_REFRESH_TTL_S", 30 * 24 * 3600, minimum=60),
+            jwks_url=reader.optional("LIFELINE_JWKS_URL"),
+            jwks_issuer=reader.optional("LIFELINE_JWKS_ISSUER"),
+            jwks_audience=reader.optional("LIFELINE_JWKS_AUDIENCE"),
+            login_lockout_failures=reader.integer("LIFELINE_LOGIN_LOCKOUT_FAILURES", 10, minimum=1),
+            login_lockout_s=reader.integer("LIFELINE_LOGIN_LOCKOUT_S", 15 * 60, minimum=1),
+            argon2_time_cost=reader.integer("LIFELINE_ARGON2_TIME_COST", 3, minimum=1),
+            argon2_memory_kib=reader.integer("LIFELINE_ARGON2_MEMORY_KIB", 65536, minimum=1024),
+        )
+        limits = LimitSettings(
+            max_payload_bytes=reader.integer("LIFELINE_MAX_PAYLOAD_BYTES", 64 * 1024, minimum=1024),
+            chat_send_per_window=reader.integer("LIFELINE_CHAT_SEND_LIMIT", 20, minimum=1),
+            chat_send_window_s=reader.number("LIFELINE_CHAT_SEND_WINDOW_S", 10.0, minimum=0.1),
+            presence_ttl_s=reader.number("LIFELINE_PRESENCE_TTL_S", 8.0, minimum=1.0),
+        )
+        pg_dir = reader.optional("LIFELINE_PG_DIR")
+        settings = cls(
+            host=reader.text("LIFELINE_HOST", "127.0.0.1"),
+            port=reader.integer("LIFELINE_PORT", 8080, minimum=0, maximum=65535),
+            env=mode,
+            data_dir=data_dir,
+            pg_dir=Path(pg_dir) if pg_dir else None,
+            database_url=reader.optional("DATABASE_URL"),
+            redis_url=reader.optional("REDIS_URL"),
+            redis_prefix=reader.text("LIFELINE_REDIS_PREFIX", "lifeline:"),
+            kafka_bootstrap_servers=reader.optional("KAFKA_BOOTSTRAP_SERVERS"),
+            api_key=api_key or DEV_API_KEY,
+            node_id=reader.optional("LIFELINE_NODE_ID") or secrets.token_hex(4),
+            shutdown_timeout_s=reader.number("LIFELINE_SHUTDOWN_TIMEOUT_S", 10.0, minimum=0.0),
+            db_pool_min=reader.integer("LIFELINE_DB_POOL_MIN", 2, minimum=1),
+            db_pool_max=reader.integer("LIFELINE_DB_POOL_MAX", 20, minimum=1),
+            log_level=reader.choice(
+                "LIFELINE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+            ),
+            cors_origins=tuple(
+                o.strip() for o in reader.text("LIFELINE_CORS_ORIGINS", "*").split(",") if o.strip()
+            ),
+            auth=auth,
+            limits=limits,
+        )
+        if settings.db_pool_min > settings.db_pool_max:
+            raise SettingsError("LIFELINE_DB_POOL_MIN must not exceed LIFELINE_DB_POOL_MAX")
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default)
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+        self._bounds(name, value, minimum, maximum)
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+        self._bounds(name, value, minimum, None)
+        return value
+
+    @staticmethod
+    def _bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{name} must be at most {maximum}")

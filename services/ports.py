@@ -1,0 +1,40 @@
+"""What services need from the outside, as protocols.
+
+Services write first, then hand what happened to these ports; realtime/ and
+integrations/ implement them. Services never import python-socketio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+__all__ = ["Fanout", "SessionTerminator"]
+
+
+class Fanout(Protocol):
+    """The one fan-out path to connected sockets, on every node."""
+
+    async def to_user(
+        self, user_id: str, event: str, data: Any, *, skip_sid: str | None = None
+    ) -> None: ...
+
+    async def to_users(
+        self, user_ids: Iterable[str], event: str, data: Any, *, skip_sid: str | None = None
+    ) -> None: ...
+
+    async def to_room(
+        self, room_id: str, event: str, data: Any, *, skip_sid: str | None = None
+    ) -> None: ...
+
+    async def to_project(self, project_id: str, event: str, data: Any) -> None: ...
+
+    async def to_channel(self, channel: str, event: str, data: Any) -> None:
+        """A raw channel name (``user:<id>``, ``room:<id>``, ``project:<id>``)."""
+        ...
+
+
+class SessionTerminator(Protocol):
+    async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
+        """Disconnect, on every node, the sockets authenticated with these tokens."""
+        ...

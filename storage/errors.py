@@ -1,0 +1,34 @@
+"""Which failures of our stores mean "try again" rather than "bug"."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.exceptions
+
+from services.errors import AppError, Internal, Unavailable
+
+__all__ = ["as_app_error"]
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def as_app_error(exc: BaseException) -> AppError:
+    if isinstance(exc, AppError):
+        return exc
+    if isinstance(exc, _TRANSIENT):
+        return Unavailable()
+    return Internal()

@@ -1,0 +1,125 @@
+"""Refresh-token families, rotation state and revoked access tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+__all__ = ["RefreshOutcome", "TokenRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshOutcome:
+    """What presenting a refresh token found."""
+
+    status: str  # "rotated" | "reused" | "revoked" | "unknown"
+    user_id: str | None = None
+
+
+class TokenRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def start_family(
+        self,
+        *,
+        family_id: str,
+        user_id: str,
+        token_id: str,
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO token_families (id, user_id) VALUES ($1::uuid, $2::uuid)",
+                family_id,
+                user_id,
+            )
+            await conn.execute(
+                """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
+                   VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
+                token_id,
+                family_id,
+                user_id,
+                issued_at,
+                expires_at,
+            )
+
+    async def rotate(
+        self,
+        *,
+        token_id: str,
+        family_id: str,
+        new_token_id: str,
+        issued_at: datetime,
+        expires_at: datetime,
+    ) -> RefreshOutcome:
+        """Mark the presented token used and record its successor, atomically.
+
+        A token already used means it leaked: the whole family is revoked.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """SELECT t.user_id::text AS user_id, t.used_at, t.expires_at, f.revoked_at
+                     FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+                    WHERE t.id = $1::uuid AND t.family_id = $2::uuid
+                      FOR UPDATE OF t, f""",
+                token_id,
+                family_id,
+            )
+            if row is None:
+                return RefreshOutcome("unknown")
+            if row["revoked_at"] is not None or row["expires_at"] <= issued_at:
+                return RefreshOutcome("revoked", row["user_id"])
+            if row["used_at"] is not None:
+                await conn.execute(
+                    """UPDATE token_families SET revoked_at = now(), revoked_reason = 'reuse'
+                        WHERE id = $1::uuid""",
+                    family_id,
+                )
+                return RefreshOutcome("reused", row["user_id"])
+            await conn.execute(
+                "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1::uuid", token_id, issued_at
+            )
+            await conn.execute(
+                """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
+                   VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
+                new_token_id,
+                family_id,
+                row["user_id"],
+                issued_at,
+                expires_at,
+            )
+            return RefreshOutcome("rotated", row["user_id"])
+
+    async def revoke_family(self, family_id: str, *, reason: str) -> None:
+        await self._pool.execute(
+            """UPDATE token_families SET revoked_at = now(), revoked_reason = $2
+                WHERE id = $1::uuid AND revoked_at IS NULL""",
+            family_id,
+            reason,
+        )
+
+    async def revoke_access(self, jti: str, expires_at: datetime) -> None:
+        await self._pool.execute(
+            """INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1::uuid, $2)
+               ON CONFLICT DO NOTHING""",
+            jti,
+            expires_at,
+        )
+
+    async def live_revocations(
+        self, now: datetime, family_since: datetime
+    ) -> tuple[list[tuple[str, datetime]], list[str]]:
+        """Revoked access tokens not yet expired, and families revoked recently enough
+        that access tokens issued with them may still be alive."""
+        tokens = await self._pool.fetch(
+            "SELECT jti::text AS jti, expires_at FROM revoked_access_tokens WHERE expires_at > $1",
+            now,
+        )
+        families = await self._pool.fetch(
+            "SELECT id::text AS id FROM token_families WHERE revoked_at > $1", family_since
+        )
+        return [(r["jti"], r["expires_at"]) for r in tokens], [r["id"] for r in families]

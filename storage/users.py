@@ -1,0 +1,111 @@
+"""Users: the one place with SQL about people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+__all__ = ["UserRecord", "UserRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    email: str
+    display_name: str
+    role: str
+    phone: str | None
+    password_hash: str | None
+
+    def public(self) -> dict[str, Any]:
+        """The contract's user object: no phone, no hash."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "display_name": self.display_name,
+            "role": self.role,
+        }
+
+
+_COLUMNS = "id::text AS id, email, display_name, role, phone, password_hash"
+
+
+def _user(row: asyncpg.Record | None) -> UserRecord | None:
+    return None if row is None else UserRecord(**dict(row))
+
+
+class UserRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self,
+        *,
+        email: str,
+        display_name: str,
+        role: str,
+        phone: str | None,
+        password_hash: str | None,
+        user_id: str | None = None,
+        external_sub: str | None = None,
+    ) -> UserRecord | None:
+        """None when the email is taken."""
+        row = await self._pool.fetchrow(
+            f"""INSERT INTO users
+                       (id, email, display_name, role, phone, password_hash, external_sub)
+                VALUES (COALESCE($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7)
+                ON CONFLICT DO NOTHING
+                RETURNING {_COLUMNS}""",
+            user_id,
+            email,
+            display_name,
+            role,
+            phone,
+            password_hash,
+            external_sub,
+        )
+        return _user(row)
+
+    async def upsert_known(
+        self, *, user_id: str, email: str, display_name: str, role: str
+    ) -> UserRecord | None:
+        """A user announced by another service: known locally, no password."""
+        row = await self._pool.fetchrow(
+            f"""INSERT INTO users (id, email, display_name, role)
+                VALUES ($1::uuid, $2, $3, $4)
+                ON CONFLICT (id) DO UPDATE
+                   SET email = EXCLUDED.email, display_name = EXCLUDED.display_name,
+                       role = EXCLUDED.role
+                RETURNING {_COLUMNS}""",
+            user_id,
+            email,
+            display_name,
+            role,
+        )
+        return _user(row)
+
+    async def by_email(self, email: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
+        )
+        return _user(row)
+
+    async def by_id(self, user_id: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM users WHERE id = $1::uuid", user_id
+        )
+        return _user(row)
+
+    async def by_external_sub(self, sub: str) -> UserRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM users WHERE external_sub = $1", sub
+        )
+        return _user(row)
+
+    async def existing_ids(self, user_ids: list[str]) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT id::text AS id FROM users WHERE id = ANY($1::uuid[])", user_ids
+        )
+        return {r["id"] for r in rows}
