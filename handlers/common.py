@@ -13,9 +13,7 @@ from services.auth import Identity
 from services.errors import Invalid, TooLarge, Unauthorized
 from services.validation import Payload, as_payload
 
-__all__ = ["IDENTITY", "json_response", "read_json", "require_api_key", "require_identity"]
-
-IDENTITY = "lifeline.identity"
+__all__ = ["json_response", "read_json", "require_api_key", "require_identity"]
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
@@ -47,9 +45,7 @@ async def require_identity(request: web.Request) -> Identity:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a bearer token is required")
-    identity = await request.app[NODE].require_auth().authenticate(token.strip())
-    request[IDENTITY] = identity
-    return identity
+    return await request.app[NODE].require_auth().authenticate(token.strip())
 
 
 def require_api_key(request: web.Request) -> None:

@@ -1,0 +1,175 @@
+"""Real clients for the tests: REST over aiohttp, Socket.IO over python-socketio."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import socketio
+
+
+@dataclass
+class Account:
+    user: dict[str, Any]
+    access_token: str
+    refresh_token: str
+    password: str
+
+    @property
+    def id(self) -> str:
+        return str(self.user["id"])
+
+
+class Api:
+    """A REST client for one server URL."""
+
+    def __init__(self, base_url: str, http: aiohttp.ClientSession) -> None:
+        self.base = base_url.rstrip("/")
+        self.http = http
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        data: bytes | str | None = None,
+    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+        merged = dict(headers or {})
+        if token:
+            merged["Authorization"] = f"Bearer {token}"
+        async with self.http.request(
+            method, self.base + path, json=json, data=data, headers=merged
+        ) as response:
+            body: Any = None
+            if response.status != 204:
+                text = await response.text()
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = text
+            return response.status, body, response.headers
+
+    async def register(
+        self,
+        *,
+        email: str | None = None,
+        password: str = "correct horse battery",
+        display_name: str = "Tester",
+        role: str | None = None,
+        phone: str | None = None,
+    ) -> Account:
+        body: dict[str, Any] = {
+            "email": email or f"u{uuid.uuid4().hex[:12]}@example.org",
+            "password": password,
+            "display_name": display_name,
+        }
+        if role:
+            body["role"] = role
+        if phone:
+            body["phone"] = phone
+        status, answer, _ = await self.call("POST", "/api/v1/auth/register", json=body)
+        assert status == 201, answer
+        return Account(answer["user"], answer["access_token"], answer["refresh_token"], password)
+
+
+class Inbox:
+    """Collects the events a socket receives; tests await them with a timeout."""
+
+    def __init__(self) -> None:
+        self.events: defaultdict[str, list[Any]] = defaultdict(list)
+        self._waiters: list[tuple[str, asyncio.Future[Any], int]] = []
+        self._consumed: defaultdict[str, int] = defaultdict(int)
+
+    def record(self, event: str, data: Any) -> None:
+        self.events[event].append(data)
+        count = len(self.events[event])
+        for waiter in list(self._waiters):
+            name, future, want = waiter
+            if name == event and count >= want and not future.done():
+                future.set_result(self.events[event][want - 1])
+                self._waiters.remove(waiter)
+
+    async def nth(self, event: str, n: int, timeout: float = 5.0) -> Any:
+        """The n-th (1-based) event of that name, waiting for it to arrive."""
+        if len(self.events[event]) >= n:
+            return self.events[event][n - 1]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append((event, future, n))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"no {event!r} #{n} within {timeout}s; got {dict(self.events)}"
+            ) from None
+
+    async def next(self, event: str, timeout: float = 5.0) -> Any:
+        """The first event of that name that no earlier ``next`` returned."""
+        value = await self.nth(event, self._consumed[event] + 1, timeout)
+        self._consumed[event] += 1
+        return value
+
+    def count(self, event: str) -> int:
+        return len(self.events[event])
+
+
+class Socket:
+    """A python-socketio client with an inbox and a disconnect signal."""
+
+    def __init__(self, *, reconnection: bool = False) -> None:
+        self.sio = socketio.AsyncClient(reconnection=reconnection, request_timeout=5)
+        self.inbox = Inbox()
+        self.disconnected = asyncio.Event()
+        self.disconnect_reasons: list[Any] = []
+        self.connect_errors: list[Any] = []
+
+        @self.sio.on("connect_error", namespace="*")
+        async def on_connect_error(namespace: str, data: Any = None) -> None:
+            self.connect_errors.append(data)
+
+        @self.sio.on("*", namespace="*")
+        async def any_event(event: str, namespace: str, data: Any = None) -> None:
+            self.inbox.record(event, data)
+
+        @self.sio.on("disconnect", namespace="*")
+        async def on_disconnect(namespace: str, reason: Any = None) -> None:
+            self.disconnect_reasons.append(reason)
+            self.disconnected.set()
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        namespace: str = "/",
+        transports: list[str] | None = None,
+    ) -> None:
+        auth = {"token": token} if token is not None else None
+        await self.sio.connect(
+            url,
+            auth=auth,
+            namespaces=[namespace],
+            transports=transports or ["websocket"],
+            wait_timeout=5,
+        )
+
+    async def call(self, event: str, data: Any = None, *, namespace: str = "/") -> Any:
+        return await self.sio.call(event, data, namespace=namespace, timeout=10)
+
+    async def emit(self, event: str, data: Any = None, *, namespace: str = "/") -> None:
+        await self.sio.emit(event, data, namespace=namespace)
+
+    async def close(self) -> None:
+        if not self.sio.connected:
+            return
+        if self.sio.transport() == "polling":
+            # python-engineio's server answers a pending long-poll only at the next ping
+            # after a client's CLOSE; don't make every test wait for it.
+            await self.sio.eio.disconnect(abort=True)
+        await self.sio.disconnect()

@@ -1,0 +1,217 @@
+"""Fixtures: real PostgreSQL and Redis, the real app on loopback, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from server.app import create_app
+from server.settings import AuthSettings, LimitSettings, Settings
+from storage.db import apply_migrations, create_pool
+from tests.clients import Api, Socket
+from tests.services import (
+    API_KEY,
+    JWT_SECRET,
+    NodeProcess,
+    Postgres,
+    RedisServer,
+    clear_redis_prefix,
+    free_port,
+    node_env,
+    start_node,
+    start_postgres,
+    start_redis,
+)
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+class FakeClock:
+    """Real time plus an offset that tests move forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = start_postgres()
+
+    async def migrate() -> None:
+        pool = await create_pool(server.dsn, min_size=1, max_size=2)
+        try:
+            await apply_migrations(pool)
+        finally:
+            await pool.close()
+
+    asyncio.run(migrate())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+async def _truncate(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            """SELECT tablename FROM pg_tables
+                WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db(postgres: Postgres) -> str:
+    """The test database, emptied for this test."""
+    await _truncate(postgres.dsn)
+    return postgres.dsn
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def base_settings(dsn: str, **changes: Any) -> Settings:
+    settings = Settings(
+        database_url=dsn,
+        api_key=API_KEY,
+        node_id="test-" + uuid.uuid4().hex[:6],
+        shutdown_timeout_s=2.0,
+        db_pool_min=1,
+        db_pool_max=10,
+        auth=AuthSettings(jwt_secret=JWT_SECRET, argon2_time_cost=1, argon2_memory_kib=1024),
+        limits=LimitSettings(),
+    )
+    return replace(settings, **changes)
+
+
+@dataclass
+class Running:
+    url: str
+    app: web.Application
+    api: Api
+    server: TestServer
+
+
+ServerFactory = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def make_server(
+    db: str, http: aiohttp.ClientSession, clock: FakeClock
+) -> AsyncIterator[ServerFactory]:
+    started: list[TestServer] = []
+
+    async def factory(settings: Settings | None = None, **changes: Any) -> Running:
+        settings = settings or base_settings(db, **changes)
+        app = create_app(settings, clock=clock)
+        server = TestServer(app, host="127.0.0.1", port=free_port())
+        await server.start_server()
+        started.append(server)
+        url = f"http://127.0.0.1:{server.port}"
+        return Running(url, app, Api(url, http), server)
+
+    yield factory
+    for server in reversed(started):
+        await server.close()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> Running:
+    """One node, single-node mode (in-process state)."""
+    return await make_server()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Callable[..., Socket]]:
+    made: list[Socket] = []
+
+    def factory(**kwargs: Any) -> Socket:
+        socket = Socket(**kwargs)
+        made.append(socket)
+        return socket
+
+    yield factory
+    for socket in made:
+        await socket.close()
+
+
+@pytest.fixture
+async def cluster(
+    db: str,
+    redis_server: RedisServer,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> AsyncIterator[Callable[..., Awaitable[NodeProcess]]]:
+    """Start Lifeline nodes as real processes sharing PostgreSQL and Redis."""
+    nodes: list[NodeProcess] = []
+
+    async def factory(redis: bool = True, **extra: str) -> NodeProcess:
+        env = node_env(
+            database_url=db,
+            redis_url=redis_server.url if redis else None,
+            prefix=redis_prefix,
+            port=free_port(),
+            extra=extra,
+        )
+        node = await start_node(env, tmp_path)
+        nodes.append(node)
+        return node
+
+    yield factory
+    for node in nodes:
+        node.kill()
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / node.log_path.name).write_text(node.log())
+    await clear_redis_prefix(redis_server.url, redis_prefix)
+
+
+@pytest.fixture
+async def redis_settings(
+    db: str, redis_server: RedisServer, redis_prefix: str
+) -> AsyncIterator[Settings]:
+    """Settings of an in-process node in cluster mode."""
+    yield base_settings(db, redis_url=redis_server.url, redis_prefix=redis_prefix)
+    await clear_redis_prefix(redis_server.url, redis_prefix)
