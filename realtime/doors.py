@@ -86,22 +86,25 @@ class SocketDoor:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def drain(self, timeout_s: float) -> None:
-        """Refuse new events, wait for the ones in flight, then close every transport.
+        """Refuse new events, wait for the ones in flight, then drop every transport.
 
-        Closing the Engine.IO transport (not a Socket.IO disconnect) is what makes
-        clients reconnect, to another node behind the load balancer.
+        The transport is dropped without an Engine.IO CLOSE packet: clients (the JS
+        and the python one alike) take a lost transport as a reason to reconnect, to
+        another node behind the load balancer, while a CLOSE or a Socket.IO
+        DISCONNECT would make them stay disconnected.
         """
         self._draining = True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             log.warning("drain timed out", extra={"in_flight": self._in_flight})
-        eio = self._sio.eio
-        for eio_sid in list(eio.sockets):
+        for socket in list(self._sio.eio.sockets.values()):
             try:
-                await eio.disconnect(eio_sid)
+                await socket.close(wait=False, abort=True)
+                # Unblocks the socket's writer, which then closes the WebSocket / poll.
+                await socket.queue.put(None)
             except Exception:  # a socket that is already gone
-                log.debug("closing a transport failed", exc_info=True)
+                log.debug("dropping a transport failed", exc_info=True)
 
     # -- connection -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -200,6 +201,7 @@ class NodeProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    handle: Any = None
 
     @property
     def url(self) -> str:
@@ -208,15 +210,23 @@ class NodeProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def _closed(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self._closed()
 
     def terminate(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
+        code = self.process.wait(30)
+        self._closed()
+        return code
 
 
 async def start_node(env: dict[str, str], log_dir: Path, *, timeout: float = 30) -> NodeProcess:
@@ -226,7 +236,7 @@ async def start_node(env: dict[str, str], log_dir: Path, *, timeout: float = 30)
     process = subprocess.Popen(
         [sys.executable, "-m", "server"], env=env, cwd=str(ROOT), stdout=handle, stderr=handle
     )
-    node = NodeProcess(port, process, log_path, env)
+    node = NodeProcess(port, process, log_path, env, handle)
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as http:
         while True:

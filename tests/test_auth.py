@@ -263,4 +263,4 @@ async def test_unknown_user_id_in_valid_token(server: Running) -> None:
         }
     )
     status, body, _ = await server.api.call("GET", "/api/v1/me", token=token)
-    assert status == 401
+    assert status == 401 and body["error"]["code"] == "unauthorized"
