@@ -1,7 +1,8 @@
 """Access tokens of an external identity provider, verified against its JWKS.
 
 Keys are fetched over HTTP, cached by ``kid`` and fetched again when a token
-names a ``kid`` not in the cache (at most once every ``min_refresh_s``).
+names a ``kid`` not in the cache, at most ``max_fetches_per_minute`` times a
+minute, so tokens with made-up kids cannot turn us into a fetch storm.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -32,15 +34,15 @@ class JwksVerifier:
         issuer: str | None,
         audience: str | None,
         session: aiohttp.ClientSession,
-        min_refresh_s: float = 30.0,
+        max_fetches_per_minute: int = 10,
     ) -> None:
         self._url = url
         self._issuer = issuer
         self._audience = audience
         self._session = session
         self._keys: dict[str, PyJWK] = {}
-        self._fetched_at = 0.0
-        self._min_refresh = min_refresh_s
+        self._fetches: deque[float] = deque()
+        self._max_fetches = max_fetches_per_minute
         self._lock = asyncio.Lock()
 
     async def verify(self, token: str) -> dict[str, Any]:
@@ -72,9 +74,12 @@ class JwksVerifier:
 
     async def _refresh(self) -> None:
         async with self._lock:
-            if time.monotonic() - self._fetched_at < self._min_refresh and self._keys:
+            now = time.monotonic()
+            while self._fetches and now - self._fetches[0] > 60.0:
+                self._fetches.popleft()
+            if len(self._fetches) >= self._max_fetches:
                 return
-            self._fetched_at = time.monotonic()
+            self._fetches.append(now)
             try:
                 async with self._session.get(
                     self._url, timeout=aiohttp.ClientTimeout(total=5)

@@ -158,7 +158,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             issuer=auth_settings.jwks_issuer,
             audience=auth_settings.jwks_audience,
             session=http,
-            min_refresh_s=5.0,
         )
         if auth_settings.jwks_url
         else None

@@ -1,0 +1,48 @@
+"""Settings are checked when loaded; production refuses development secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.settings import DEV_API_KEY, Settings, SettingsError
+
+
+def test_defaults_match_the_operators_contract() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port, settings.env) == ("127.0.0.1", 8080, "development")
+    assert str(settings.embedded_pg_dir) == "var/pg"
+    assert settings.database_url is None and not settings.cluster
+    assert settings.api_key == DEV_API_KEY
+    assert settings.auth.access_ttl_s == 900 and settings.auth.refresh_ttl_s == 30 * 24 * 3600
+    assert settings.limits.max_payload_bytes == 64 * 1024
+
+
+def test_production_refuses_development_defaults() -> None:
+    with pytest.raises(SettingsError, match="LIFELINE_API_KEY"):
+        Settings.from_env({"LIFELINE_ENV": "production"})
+    good = {
+        "LIFELINE_ENV": "production",
+        "LIFELINE_API_KEY": "k" * 32,
+        "LIFELINE_JWT_SECRET": "s" * 40,
+        "DATABASE_URL": "postgresql://db/lifeline",
+    }
+    assert Settings.from_env(good).production
+    with pytest.raises(SettingsError, match="development"):
+        Settings.from_env({**good, "LIFELINE_API_KEY": DEV_API_KEY})
+    with pytest.raises(SettingsError, match="32"):
+        Settings.from_env({**good, "LIFELINE_JWT_SECRET": "short"})
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LIFELINE_PORT": "eighty"},
+        {"LIFELINE_PORT": "70000"},
+        {"LIFELINE_ENV": "staging"},
+        {"LIFELINE_ACCESS_TTL_S": "1"},
+        {"LIFELINE_DB_POOL_MIN": "30", "LIFELINE_DB_POOL_MAX": "10"},
+    ],
+)
+def test_malformed_values_are_refused(env: dict[str, str]) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env(env)
