@@ -137,3 +137,18 @@ async def test_logout_disconnects_the_tokens_sockets(
     await asyncio.wait_for(revoked.disconnected.wait(), 5)
     assert kept.sio.connected
     assert await _refused(server, sockets, account.access_token) == {"message": "unauthorized"}
+
+
+async def test_oversize_frames_are_refused_and_the_node_goes_on(
+    server: Running, sockets: Callable[..., Socket]
+) -> None:
+    account = await server.api.register()
+    offender, bystander = sockets(), sockets()
+    await offender.connect(server.url, token=account.access_token)
+    await bystander.connect(server.url, token=account.access_token)
+    await offender.emit("chat:send", {"room_id": "r", "client_msg_id": "m", "text": "x" * 70_000})
+    # A frame over the limit is not read into a message: that connection is closed.
+    await asyncio.wait_for(offender.disconnected.wait(), 5)
+    # Others are unaffected, and the node still serves.
+    assert bystander.sio.connected
+    assert (await server.api.call("GET", "/healthz"))[0] == 200
