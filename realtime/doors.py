@@ -135,7 +135,25 @@ class SocketDoor:
         self._metrics.sockets.labels(rooms.MAIN).inc()
         return True
 
+    def _release_poll(self, sid: str, namespace: str, reason: Any) -> None:
+        """End a long-poll the client left hanging when it said goodbye.
+
+        python-engineio answers a pending poll only at the next ping after a
+        client's CLOSE; clients (the JS one included) then keep a request open
+        for up to 20 s. Waking the socket's queue answers it now.
+        """
+        if reason != self._sio.reason.CLIENT_DISCONNECT:
+            return
+        try:
+            eio_sid = self._sio.manager.eio_sid_from_sid(sid, namespace)
+            socket = self._sio.eio.sockets.get(eio_sid)
+            if socket is not None and not socket.upgraded:
+                socket.queue.put_nowait(None)
+        except Exception:
+            log.debug("releasing a long-poll failed", exc_info=True)
+
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        self._release_poll(sid, rooms.MAIN, reason)
         session = self._sessions.remove(sid)
         if session is None:
             return
@@ -154,6 +172,7 @@ class SocketDoor:
         return True
 
     async def _disconnect_live(self, sid: str, reason: Any = None) -> None:
+        self._release_poll(sid, rooms.LIVE, reason)
         if sid in self._live_sids:
             self._live_sids.discard(sid)
             self._metrics.sockets.labels(rooms.LIVE).dec()

@@ -1,0 +1,62 @@
+"""The official JavaScript socket.io-client v4 works unchanged (WebSocket and polling)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Running
+
+JS = Path(__file__).resolve().parent / "js"
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None or not (JS / "node_modules" / "socket.io-client").exists():
+        raise RuntimeError(
+            "the JS client tests need node and `npm ci --prefix tests/js` (scripts/test does both)"
+        )
+    return node
+
+
+async def _run_client(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        _node(),
+        str(JS / "client.mjs"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _lines(process: asyncio.subprocess.Process) -> list[dict[str, object]]:
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, stderr.decode()
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_js_client_connects_and_receives(server: Running, transport: str) -> None:
+    account = await server.api.register()
+    process = await _run_client(server.url, account.access_token, transport, "greeting")
+    assert process.stdout is not None
+    first = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
+    assert first == {"step": "connected", "transport": transport}
+    status, _, _ = await server.api.call(
+        "POST",
+        "/api/v1/publish",
+        json={"channel": f"user:{account.id}", "event": "greeting", "data": {"hi": "from Python"}},
+        headers={"X-Api-Key": "test-api-key"},
+    )
+    assert status == 202
+    rest = await _lines(process)
+    assert rest == [{"step": "event", "data": {"hi": "from Python"}}]
+
+
+async def test_js_client_sees_unauthorized(server: Running) -> None:
+    process = await _run_client(server.url, "not-a-token", "websocket", "never")
+    assert await _lines(process) == [{"step": "connect_error", "message": "unauthorized"}]
