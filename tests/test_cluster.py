@@ -14,13 +14,19 @@ from tests.services import API_KEY, NodeProcess
 pytestmark = pytest.mark.cluster
 
 
+async def _two_nodes(
+    cluster: Callable[..., Awaitable[NodeProcess]], http: aiohttp.ClientSession
+) -> list[tuple[NodeProcess, Api]]:
+    nodes = await asyncio.gather(cluster(), cluster())
+    return [(node, Api(node.url, http)) for node in nodes]
+
+
 async def test_emit_on_one_node_reaches_a_socket_on_the_other(
     cluster: Callable[..., Awaitable[NodeProcess]],
     http: aiohttp.ClientSession,
     sockets: Callable[..., Socket],
 ) -> None:
-    one, two = await asyncio.gather(cluster(), cluster())
-    api_one, api_two = Api(one.url, http), Api(two.url, http)
+    (one, api_one), (two, api_two) = await _two_nodes(cluster, http)
     account = await api_one.register()
     socket = sockets()
     await socket.connect(two.url, token=account.access_token)
@@ -53,8 +59,7 @@ async def test_logout_on_one_node_is_seen_by_the_other(
     http: aiohttp.ClientSession,
     sockets: Callable[..., Socket],
 ) -> None:
-    one, two = await asyncio.gather(cluster(), cluster())
-    api_one, api_two = Api(one.url, http), Api(two.url, http)
+    (_one, api_one), (two, api_two) = await _two_nodes(cluster, http)
     account = await api_one.register()
     assert (await api_two.call("GET", "/api/v1/me", token=account.access_token))[0] == 200
     socket = sockets()
@@ -71,8 +76,7 @@ async def test_refresh_reuse_on_one_node_disconnects_sockets_on_the_other(
     http: aiohttp.ClientSession,
     sockets: Callable[..., Socket],
 ) -> None:
-    one, two = await asyncio.gather(cluster(), cluster())
-    api_one, api_two = Api(one.url, http), Api(two.url, http)
+    (_one, api_one), (two, api_two) = await _two_nodes(cluster, http)
     account = await api_one.register()
     status, rotated, _ = await api_one.call(
         "POST", "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
