@@ -19,7 +19,7 @@ async def publish(request: web.Request) -> web.Response:
     body = await read_json(request)
     channel = body.string("channel", max_len=80)
     event = body.string("event", max_len=100)
-    if "data" not in dict(body.items()):
+    if not body.contains("data"):
         raise Invalid("data is required")
     await request.app[NODE].services.publisher.publish(channel, event, body.raw("data"))
     return json_response({"ok": True}, status=202)

@@ -72,11 +72,6 @@ class Fanout:
         namespace, room = parsed
         await self._emit(namespace, [room], event, data, None)
 
-    async def to_sid(self, sid: str, event: str, data: Any, *, namespace: str = rooms.MAIN) -> None:
-        """One socket of this node (replies that are not acks)."""
-        self._metrics.events_out.labels(event).inc()
-        await self._sio.emit(event, data, to=sid, namespace=namespace)
-
     async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
         await self._end_local_sessions(jti, family_id)
         await self._bus.publish(_END_SESSIONS, orjson.dumps([jti, family_id]))

@@ -68,9 +68,3 @@ class SocketSessions:
         if family_id:
             found |= self._by_token.get("fid:" + family_id, set())
         return found
-
-    def of_user(self, user_id: str) -> set[str]:
-        return set(self._by_user.get(user_id, ()))
-
-    def all_sids(self) -> list[str]:
-        return list(self._by_sid)

@@ -36,6 +36,10 @@ class Payload:
     def has(self, key: str) -> bool:
         return self._data.get(key) is not None
 
+    def contains(self, key: str) -> bool:
+        """Present at all, even as null."""
+        return key in self._data
+
     def raw(self, key: str) -> Any:
         return self._data.get(key)
 
@@ -142,34 +146,3 @@ class Payload:
         if not isinstance(value, Mapping):
             raise Invalid(f"{key} must be a JSON object")
         return Payload(value)
-
-    def items(self) -> list[tuple[str, Any]]:
-        return list(self._data.items())
-
-
-def parse_bool_query(value: str | None, key: str, *, default: bool = False) -> bool:
-    """Boolean query parameters are ``true`` or ``false``."""
-    if value is None or value == "":
-        return default
-    if value == "true":
-        return True
-    if value == "false":
-        return False
-    raise Invalid(f"{key} must be true or false")
-
-
-def parse_int_query(
-    value: str | None, key: str, *, default: int | None, minimum: int, maximum: int | None = None
-) -> int | None:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise Invalid(f"{key} must be a whole number") from None
-    if number < minimum:
-        raise Invalid(f"{key} must be at least {minimum}")
-    # A limit above its maximum is clamped (contract).
-    if maximum is not None and number > maximum:
-        return maximum
-    return number

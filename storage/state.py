@@ -1,8 +1,8 @@
-"""Short-lived shared state: counters, flags and presence.
+"""Short-lived shared state: counters and flags.
 
 One interface, two implementations: ``InProcessState`` for a single node and
-``RedisState`` for a cluster. Revocation, rate limits, login throttling and
-presence are built on these few operations, so they behave the same in both.
+``RedisState`` for a cluster. Revocation, rate limits and login throttling
+are built on these few operations, so they behave the same in both.
 Every key expires on its own: a node that dies leaves nothing behind for long.
 """
 
@@ -37,19 +37,6 @@ class EphemeralState(Protocol):
         """The longest remaining lifetime among the keys that are set; 0 if none."""
         ...
 
-    # Presence: a per-group set of members, each with its own expiry.
-    async def member_put(self, group: str, member: str, ttl_s: float) -> None: ...
-
-    async def member_remove(self, group: str, member: str) -> None: ...
-
-    async def members(self, group: str) -> list[str]:
-        """Members whose lifetime has not run out."""
-        ...
-
-    async def members_expired(self, group: str) -> list[str]:
-        """Remove and return members whose lifetime ran out."""
-        ...
-
     async def ping(self) -> None: ...
 
 
@@ -60,7 +47,6 @@ class InProcessState:
         self._clock = clock
         self._counters: dict[str, tuple[int, float]] = {}
         self._flags: dict[str, float] = {}
-        self._groups: dict[str, dict[str, float]] = {}
         self._expiry_heap: list[tuple[float, str]] = []
 
     def _now(self) -> float:
@@ -112,30 +98,6 @@ class InProcessState:
         now = self._now()
         return max((self._flags.get(k, now) - now for k in keys), default=0.0)
 
-    async def member_put(self, group: str, member: str, ttl_s: float) -> None:
-        self._groups.setdefault(group, {})[member] = self._now() + ttl_s
-
-    async def member_remove(self, group: str, member: str) -> None:
-        members = self._groups.get(group)
-        if members is not None:
-            members.pop(member, None)
-            if not members:
-                del self._groups[group]
-
-    async def members(self, group: str) -> list[str]:
-        now = self._now()
-        return [m for m, until in self._groups.get(group, {}).items() if until > now]
-
-    async def members_expired(self, group: str) -> list[str]:
-        now = self._now()
-        members = self._groups.get(group, {})
-        gone = [m for m, until in members.items() if until <= now]
-        for member in gone:
-            del members[member]
-        if not members:
-            self._groups.pop(group, None)
-        return gone
-
     async def ping(self) -> None:
         return None
 
@@ -149,29 +111,6 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {n, ttl}
 """
 
-# Remove and return members whose score (expiry, ms since epoch by Redis' clock) has passed.
-_EXPIRED = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
-return gone
-"""
-
-_PUT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
-return now
-"""
-
-_LIVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-"""
-
 
 class RedisState:
     """Cluster state in Redis; all expiry is Redis' own, so a dead node's keys lapse."""
@@ -180,9 +119,6 @@ class RedisState:
         self._redis = redis
         self._prefix = prefix
         self._incr = redis.register_script(_INCR)
-        self._expired = redis.register_script(_EXPIRED)
-        self._put = redis.register_script(_PUT)
-        self._live = redis.register_script(_LIVE)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
@@ -215,20 +151,6 @@ class RedisState:
                 pipe.pttl(self._k(key))
             ttls = await pipe.execute()
         return max((int(t) / 1000.0 for t in ttls if int(t) > 0), default=0.0)
-
-    async def member_put(self, group: str, member: str, ttl_s: float) -> None:
-        await self._put(keys=[self._k(group)], args=[member, max(1, int(ttl_s * 1000))])
-
-    async def member_remove(self, group: str, member: str) -> None:
-        await self._redis.zrem(self._k(group), member)
-
-    async def members(self, group: str) -> list[str]:
-        raw = await self._live(keys=[self._k(group)])
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
-
-    async def members_expired(self, group: str) -> list[str]:
-        raw = await self._expired(keys=[self._k(group)])
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -68,24 +68,6 @@ class UserRepository:
         )
         return _user(row)
 
-    async def upsert_known(
-        self, *, user_id: str, email: str, display_name: str, role: str
-    ) -> UserRecord | None:
-        """A user announced by another service: known locally, no password."""
-        row = await self._pool.fetchrow(
-            f"""INSERT INTO users (id, email, display_name, role)
-                VALUES ($1::uuid, $2, $3, $4)
-                ON CONFLICT (id) DO UPDATE
-                   SET email = EXCLUDED.email, display_name = EXCLUDED.display_name,
-                       role = EXCLUDED.role
-                RETURNING {_COLUMNS}""",
-            user_id,
-            email,
-            display_name,
-            role,
-        )
-        return _user(row)
-
     async def by_email(self, email: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
@@ -103,9 +85,3 @@ class UserRepository:
             f"SELECT {_COLUMNS} FROM users WHERE external_sub = $1", sub
         )
         return _user(row)
-
-    async def existing_ids(self, user_ids: list[str]) -> set[str]:
-        rows = await self._pool.fetch(
-            "SELECT id::text AS id FROM users WHERE id = ANY($1::uuid[])", user_ids
-        )
-        return {r["id"] for r in rows}
