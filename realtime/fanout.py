@@ -74,7 +74,8 @@ class Fanout:
 
     async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
         await self._end_local_sessions(jti, family_id)
-        await self._bus.publish(_END_SESSIONS, orjson.dumps([jti, family_id]))
+        if self._bus.has_peers:
+            await self._bus.publish(_END_SESSIONS, orjson.dumps([jti, family_id]))
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -83,7 +84,10 @@ class Fanout:
     ) -> None:
         self._metrics.events_out.labels(event).inc()
         await self._deliver(namespace, targets, event, data, skip_sid)
-        await self._bus.publish(_EMIT, orjson.dumps([namespace, targets, event, data, skip_sid]))
+        if self._bus.has_peers:  # a single node encodes nothing for a bus
+            await self._bus.publish(
+                _EMIT, orjson.dumps([namespace, targets, event, data, skip_sid])
+            )
 
     async def _deliver(
         self, namespace: str, targets: list[str], event: str, data: Any, skip_sid: str | None

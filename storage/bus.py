@@ -31,6 +31,11 @@ class PeerBus(Protocol):
     @property
     def healthy(self) -> bool: ...
 
+    @property
+    def has_peers(self) -> bool:
+        """False when no other node can exist, so publishing is pointless."""
+        ...
+
     def subscribe(self, topic: str, handler: Handler) -> None:
         """Register before ``start``."""
         ...
@@ -48,6 +53,7 @@ class NoPeers:
     """A single node: nothing to tell anyone."""
 
     healthy = True
+    has_peers = False
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         return None
@@ -86,6 +92,10 @@ class RedisPeerBus:
     @property
     def healthy(self) -> bool:
         return self._healthy
+
+    @property
+    def has_peers(self) -> bool:
+        return True
 
     def subscribe(self, topic: str, handler: Handler) -> None:
         self._handlers[(self._prefix + topic).encode()] = handler
