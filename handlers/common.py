@@ -13,7 +13,14 @@ from services.auth import Identity
 from services.errors import Invalid, TooLarge, Unauthorized
 from services.validation import Payload, as_payload
 
-__all__ = ["json_response", "read_json", "require_api_key", "require_identity"]
+__all__ = [
+    "json_response",
+    "query_bool",
+    "query_int",
+    "read_json",
+    "require_api_key",
+    "require_identity",
+]
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
@@ -53,3 +60,24 @@ def require_api_key(request: web.Request) -> None:
     given = request.headers.get("X-Api-Key", "")
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized("a valid X-Api-Key header is required")
+
+
+def query_int(request: web.Request, name: str, *, minimum: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.lstrip("-").isdigit() or len(raw) > 19:
+        raise Invalid(f"{name} must be a whole number")
+    value = int(raw)
+    if value < minimum:
+        raise Invalid(f"{name} must be at least {minimum}")
+    return value
+
+
+def query_bool(request: web.Request, name: str, *, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise Invalid(f"{name} must be true or false")
+    return raw == "true"

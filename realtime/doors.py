@@ -46,6 +46,7 @@ class SocketDoor:
         self._sessions = sessions
         self._metrics = metrics
         self._auth = auth
+        self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -79,6 +80,10 @@ class SocketDoor:
             return await self._run(event, None, args, call)
 
         self._sio.on(event, dispatch, namespace=rooms.LIVE)
+
+    def on_connect(self, hook: Hook) -> None:
+        """Runs once an authenticated socket is connected; a failure refuses it."""
+        self._connect_hooks.append(hook)
 
     def on_disconnect(self, hook: Hook) -> None:
         self._disconnect_hooks.append(hook)
@@ -133,6 +138,15 @@ class SocketDoor:
             raise socketio.exceptions.ConnectionRefusedError(error.code) from None
         await self._sio.enter_room(sid, rooms.user(identity.user_id), namespace=rooms.MAIN)
         self._metrics.sockets.labels(rooms.MAIN).inc()
+        try:
+            for hook in self._connect_hooks:
+                await hook(session)
+        except Exception as exc:
+            await self._disconnect(sid)
+            error = as_app_error(exc)
+            self._metrics.connections_refused.labels(error.code).inc()
+            log.warning("connect hook failed", exc_info=True)
+            raise socketio.exceptions.ConnectionRefusedError(error.code) from None
         return True
 
     def _release_poll(self, sid: str, namespace: str, reason: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.auth import Identity
 
@@ -15,7 +15,6 @@ class SocketSession:
     sid: str
     identity: Identity
     address: str
-    rooms: set[str] = field(default_factory=set)
 
     @property
     def user_id(self) -> str:

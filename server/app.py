@@ -6,6 +6,8 @@ Nothing is built at import time. Every resource with a lifetime is a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,8 +23,10 @@ from redis.asyncio import Redis
 from handlers import auth as auth_routes
 from handlers import ops as ops_routes
 from handlers import publish as publish_routes
+from handlers import rooms as room_routes
 from handlers.middleware import lifeline_middleware
 from integrations.jwks import JwksVerifier
+from realtime import chat as chat_events
 from realtime.doors import SocketDoor
 from realtime.fanout import Fanout
 from realtime.sessions import SocketSessions
@@ -30,10 +34,16 @@ from server.keys import NODE, Node, Services
 from server.metrics import Metrics
 from server.settings import Settings
 from services.auth import AuthService, LoginThrottle
+from services.chat import ChatLimits, ChatService
 from services.clock import Clock, SystemClock
+from services.presence import PresenceService
 from services.publish import PublishService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
 from storage.db import apply_migrations, create_pool
+from storage.messages import MessageRepository
+from storage.presence import InProcessPresence, PresenceStore, RedisPresence
+from storage.pushes import DuePushRepository
+from storage.rooms import RoomRepository
 from storage.state import EphemeralState, InProcessState, RedisState
 from storage.tokens import TokenRepository
 from storage.users import UserRepository
@@ -91,6 +101,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.add_routes(ops_routes.routes)
     app.add_routes(auth_routes.routes)
     app.add_routes(publish_routes.routes)
+    app.add_routes(room_routes.routes)
 
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_shared_state)
@@ -189,9 +200,41 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     if not settings.cluster:
         await auth.load_revocations()
-    node.built = Services(auth=auth, publisher=PublishService(fanout))
+    presence_store: PresenceStore = (
+        RedisPresence(node.redis, prefix=settings.redis_prefix)
+        if node.redis is not None
+        else InProcessPresence()
+    )
+    presence = PresenceService(
+        presence_store,
+        fanout,
+        clock=node.clock,
+        ttl_s=settings.limits.presence_ttl_s,
+        on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
+    )
+    limits = settings.limits
+    chat = ChatService(
+        rooms=RoomRepository(pool),
+        messages=MessageRepository(pool),
+        presence=presence,
+        fanout=fanout,
+        sockets=fanout,
+        push=DuePushRepository(pool),
+        state=node.state,
+        clock=node.clock,
+        limits=ChatLimits(
+            send_per_window=limits.chat_send_per_window, send_window_s=limits.chat_send_window_s
+        ),
+    )
+    chat_events.register(app[_DOOR], chat, presence)
+    node.built = Services(auth=auth, publisher=PublishService(fanout), presence=presence, chat=chat)
     await node.bus.start()
+    upkeep = asyncio.create_task(presence.run(), name="presence-upkeep")
     yield
+    upkeep.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await upkeep
+    await presence.stop()
     await sio.shutdown()
     await http.close()
 

@@ -12,7 +12,9 @@ from redis.asyncio import Redis
 from server.metrics import Metrics
 from server.settings import Settings
 from services.auth import AuthService
+from services.chat import ChatService
 from services.clock import Clock
+from services.presence import PresenceService
 from services.publish import PublishService
 from storage.bus import PeerBus
 from storage.state import EphemeralState
@@ -26,6 +28,8 @@ class Services:
 
     auth: AuthService
     publisher: PublishService
+    presence: PresenceService
+    chat: ChatService
 
 
 @dataclass

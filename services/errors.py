@@ -96,6 +96,9 @@ class RateLimited(AppError):
         super().__init__(message)
         self.retry_after = max(1, int(retry_after + 0.999))
 
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "retry_after": self.retry_after}
+
 
 class Unavailable(AppError):
     code = "unavailable"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-__all__ = ["Fanout", "SessionTerminator"]
+__all__ = ["Fanout", "Push", "SessionTerminator", "SocketRooms"]
 
 
 class Fanout(Protocol):
@@ -38,3 +38,19 @@ class SessionTerminator(Protocol):
     async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
         """Disconnect, on every node, the sockets authenticated with these tokens."""
         ...
+
+
+class SocketRooms(Protocol):
+    """Which rooms a socket of this node listens to."""
+
+    async def join_room(self, sid: str, room_id: str) -> None: ...
+
+    async def leave_room(self, sid: str, room_id: str) -> None: ...
+
+
+class Push(Protocol):
+    """A push notification to users' devices, for those with no socket anywhere."""
+
+    async def push(
+        self, user_ids: list[str], *, kind: str, title: str, body: str, data: dict[str, Any]
+    ) -> None: ...

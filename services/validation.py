@@ -8,7 +8,7 @@ contract lets payloads grow; known fields of the wrong type are ``invalid``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from services.errors import Invalid
@@ -32,6 +32,12 @@ class Payload:
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(k) for k in self._data)
 
     def has(self, key: str) -> bool:
         return self._data.get(key) is not None

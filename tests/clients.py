@@ -168,3 +168,90 @@ class Socket:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+
+
+async def make_room(
+    api: Api, owner: Account, others: list[Account], *, kind: str = "group", title: str = "Room"
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": kind, "member_ids": [a.id for a in others]}
+    if kind == "group":
+        body["title"] = title
+    status, answer, _ = await api.call("POST", "/api/v1/rooms", json=body, token=owner.access_token)
+    assert status in (200, 201), answer
+    return dict(answer["room"])
+
+
+async def send(socket: Socket, room_id: str, text: str, client_msg_id: str | None = None) -> Any:
+    """``chat:send``; returns the stored message, failing the test on an error ack."""
+    ack = await socket.call(
+        "chat:send",
+        {"room_id": room_id, "client_msg_id": client_msg_id or uuid.uuid4().hex, "text": text},
+    )
+    assert ack["ok"], ack
+    return ack["message"]
+
+
+class ChatFollower:
+    """The README's reconnect recipe, as a client: every acked message once, in order.
+
+    Keep the last seq of each room; after every (re)connect, join the rooms and
+    call ``chat:sync`` with those seqs; apply a message only if it is the next
+    seq of its room, and sync again when one arrives after a gap.
+    """
+
+    def __init__(self, token: str, room_ids: list[str]) -> None:
+        self.token = token
+        self.last_seq = dict.fromkeys(room_ids, 0)
+        self.received: dict[str, list[dict[str, Any]]] = {r: [] for r in room_ids}
+        self.socket: Socket | None = None
+        self._lock = asyncio.Lock()
+        self._progress = asyncio.Event()
+
+    async def connect(self, url: str) -> None:
+        socket = Socket()
+        self.socket = socket
+
+        @socket.sio.on("chat:message")
+        async def on_message(data: dict[str, Any]) -> None:
+            message = data["message"]
+            room = message["room_id"]
+            if message["seq"] == self.last_seq.get(room, -1) + 1:
+                self._apply(message)
+            elif message["seq"] > self.last_seq.get(room, 0):
+                asyncio.get_running_loop().create_task(self.sync())  # a gap: fetch it
+
+        await socket.connect(url, token=self.token)
+        for room in self.last_seq:
+            ack = await socket.call("chat:join", {"room_id": room})
+            assert ack["ok"], ack
+        await self.sync()
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        self.received[message["room_id"]].append(message)
+        self.last_seq[message["room_id"]] = message["seq"]
+        self._progress.set()
+
+    async def sync(self) -> None:
+        async with self._lock:
+            socket = self.socket
+            while socket is not None and socket.sio.connected:
+                ack = await socket.call("chat:sync", {"rooms": dict(self.last_seq)})
+                assert ack["ok"], ack
+                for room, messages in ack["messages"].items():
+                    for message in messages:
+                        if message["seq"] == self.last_seq[room] + 1:
+                            self._apply(message)
+                if not ack["more"]:
+                    return
+
+    async def until(self, room_id: str, seq: int, timeout: float = 20.0) -> None:
+        async def wait() -> None:
+            while self.last_seq[room_id] < seq:
+                self._progress.clear()
+                await self._progress.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    async def close(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()

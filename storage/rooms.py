@@ -1,0 +1,183 @@
+"""Chat rooms, their members and read markers: the one place with SQL about rooms."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+__all__ = ["RoomRecord", "RoomRepository", "as_uuid"]
+
+
+def as_uuid(value: str) -> str | None:
+    """The canonical form of an id that could be a row's, or None.
+
+    Ids come from clients; one that is not a UUID names nothing we store, so
+    callers treat it as an unknown room or user instead of asking PostgreSQL.
+    """
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    id: str
+    kind: str
+    title: str | None
+    member_ids: list[str]
+    last_seq: int
+    unread: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "title": self.title,
+            "member_ids": self.member_ids,
+            "last_seq": self.last_seq,
+        }
+        if self.unread is not None:
+            body["unread"] = self.unread
+        return body
+
+
+_ROOM = """SELECT r.id::text AS id, r.kind, r.title, r.last_seq,
+                  ARRAY(SELECT m.user_id::text FROM room_members m
+                         WHERE m.room_id = r.id ORDER BY m.joined_at, m.user_id) AS member_ids
+             FROM rooms r"""
+
+
+def _room(row: asyncpg.Record) -> RoomRecord:
+    return RoomRecord(
+        id=row["id"],
+        kind=row["kind"],
+        title=row["title"],
+        member_ids=list(row["member_ids"]),
+        last_seq=row["last_seq"],
+        unread=row.get("unread"),
+    )
+
+
+class RoomRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def existing_users(self, user_ids: list[str]) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT id::text FROM users WHERE id = ANY($1::uuid[])", user_ids
+        )
+        return {r["id"] for r in rows}
+
+    async def create(
+        self,
+        *,
+        kind: str,
+        title: str | None,
+        creator_id: str,
+        member_ids: list[str],
+        direct_key: str | None,
+    ) -> tuple[RoomRecord, bool]:
+        """The room, and whether it is new (a direct room may already exist)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            room_id = await conn.fetchval(
+                """INSERT INTO rooms (kind, title, direct_key, created_by)
+                   VALUES ($1, $2, $3, $4::uuid)
+                   ON CONFLICT (direct_key) DO NOTHING
+                   RETURNING id::text""",
+                kind,
+                title,
+                direct_key,
+                creator_id,
+            )
+            created = room_id is not None
+            if created:
+                await conn.execute(
+                    """INSERT INTO room_members (room_id, user_id, joined_at)
+                       SELECT $1::uuid, u, clock_timestamp()
+                         FROM unnest($2::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n""",
+                    room_id,
+                    [creator_id, *member_ids],
+                )
+            else:
+                room_id = await conn.fetchval(
+                    "SELECT id::text FROM rooms WHERE direct_key = $1", direct_key
+                )
+            row = await conn.fetchrow(_ROOM + " WHERE r.id = $1::uuid", room_id)
+        assert row is not None
+        return _room(row), created
+
+    async def get(self, room_id: str) -> RoomRecord | None:
+        row = await self._pool.fetchrow(_ROOM + " WHERE r.id = $1::uuid", room_id)
+        return None if row is None else _room(row)
+
+    async def for_member(self, user_id: str) -> list[RoomRecord]:
+        rows = await self._pool.fetch(
+            """SELECT q.*, (SELECT count(*) FROM messages x
+                             WHERE x.room_id = q.id::uuid AND x.seq > q.read_seq
+                               AND x.sender_id <> $1::uuid) AS unread
+                 FROM (SELECT r.id::text AS id, r.kind, r.title, r.last_seq, me.read_seq,
+                              ARRAY(SELECT m.user_id::text FROM room_members m
+                                     WHERE m.room_id = r.id
+                                     ORDER BY m.joined_at, m.user_id) AS member_ids,
+                              r.created_at
+                         FROM room_members me JOIN rooms r ON r.id = me.room_id
+                        WHERE me.user_id = $1::uuid) q
+                ORDER BY q.created_at, q.id""",
+            user_id,
+        )
+        return [_room(r) for r in rows]
+
+    async def member_ids(self, room_id: str) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT user_id::text FROM room_members WHERE room_id = $1::uuid", room_id
+        )
+        return [r["user_id"] for r in rows]
+
+    async def is_member(self, room_id: str, user_id: str) -> bool:
+        found = await self._pool.fetchval(
+            "SELECT 1 FROM room_members WHERE room_id = $1::uuid AND user_id = $2::uuid",
+            room_id,
+            user_id,
+        )
+        return found is not None
+
+    async def member_rooms(self, user_id: str, room_ids: list[str]) -> set[str]:
+        """Which of these rooms the user is a member of."""
+        rows = await self._pool.fetch(
+            """SELECT room_id::text FROM room_members
+                WHERE user_id = $1::uuid AND room_id = ANY($2::uuid[])""",
+            user_id,
+            room_ids,
+        )
+        return {r["room_id"] for r in rows}
+
+    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[bool, int] | None:
+        """Move a member's read marker forward to ``seq``.
+
+        None when the user is not a member; otherwise whether the marker moved
+        and the room's last seq (a marker never passes it).
+        """
+        row = await self._pool.fetchrow(
+            """WITH target AS (
+                   SELECT m.read_seq, r.last_seq FROM room_members m
+                     JOIN rooms r ON r.id = m.room_id
+                    WHERE m.room_id = $1::uuid AND m.user_id = $2::uuid
+               ), moved AS (
+                   UPDATE room_members m SET read_seq = $3
+                     FROM target t
+                    WHERE m.room_id = $1::uuid AND m.user_id = $2::uuid
+                      AND m.read_seq < $3 AND $3 <= t.last_seq
+                   RETURNING m.read_seq
+               )
+               SELECT t.last_seq, EXISTS (SELECT 1 FROM moved) AS moved FROM target t""",
+            room_id,
+            user_id,
+            seq,
+        )
+        if row is None:
+            return None
+        return bool(row["moved"]), int(row["last_seq"])
