@@ -24,9 +24,12 @@ from handlers import auth as auth_routes
 from handlers import ops as ops_routes
 from handlers import publish as publish_routes
 from handlers import rooms as room_routes
+from handlers import sos as sos_routes
 from handlers.middleware import lifeline_middleware
 from integrations.jwks import JwksVerifier
+from integrations.twilio_sms import TwilioSms
 from realtime import chat as chat_events
+from realtime import sos as sos_events
 from realtime.doors import SocketDoor
 from realtime.fanout import Fanout
 from realtime.sessions import SocketSessions
@@ -36,14 +39,18 @@ from server.settings import Settings
 from services.auth import AuthService, LoginThrottle
 from services.chat import ChatLimits, ChatService
 from services.clock import Clock, SystemClock
+from services.delivery import Channel, DeliveryWorker, NotConfigured, PushOutbox
 from services.presence import PresenceService
 from services.publish import PublishService
+from services.sos import SosRules, SosService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
+from storage.contacts import ContactRepository
 from storage.db import apply_migrations, create_pool
+from storage.deliveries import DeliveryRepository
 from storage.messages import MessageRepository
 from storage.presence import InProcessPresence, PresenceStore, RedisPresence
-from storage.pushes import DuePushRepository
 from storage.rooms import RoomRepository
+from storage.sos import SosRepository
 from storage.state import EphemeralState, InProcessState, RedisState
 from storage.tokens import TokenRepository
 from storage.users import UserRepository
@@ -102,6 +109,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.add_routes(auth_routes.routes)
     app.add_routes(publish_routes.routes)
     app.add_routes(room_routes.routes)
+    app.add_routes(sos_routes.routes)
 
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_shared_state)
@@ -212,6 +220,30 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ttl_s=settings.limits.presence_ttl_s,
         on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
     )
+    providers = settings.providers
+    sms: TwilioSms | None = None
+    channels: dict[str, Channel] = {
+        "sms": NotConfigured(),
+        "push": NotConfigured(),
+        "email": NotConfigured(),
+    }
+    if providers.sms:
+        assert providers.twilio_account_sid and providers.twilio_auth_token
+        assert providers.twilio_from
+        sms = TwilioSms(
+            account_sid=providers.twilio_account_sid,
+            auth_token=providers.twilio_auth_token,
+            from_number=providers.twilio_from,
+            base_url=providers.twilio_base_url,
+        )
+        channels["sms"] = sms
+    deliveries = DeliveryRepository(pool)
+    worker = DeliveryWorker(
+        deliveries,
+        channels,
+        clock=node.clock,
+        on_outcome=lambda channel, status: node.metrics.deliveries.labels(channel, status).inc(),
+    )
     limits = settings.limits
     chat = ChatService(
         rooms=RoomRepository(pool),
@@ -219,22 +251,58 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         presence=presence,
         fanout=fanout,
         sockets=fanout,
-        push=DuePushRepository(pool),
+        push=PushOutbox(deliveries, node.clock, source="chat", kick=worker.kick),
         state=node.state,
         clock=node.clock,
         limits=ChatLimits(
             send_per_window=limits.chat_send_per_window, send_window_s=limits.chat_send_window_s
         ),
     )
-    chat_events.register(app[_DOOR], chat, presence)
-    node.built = Services(auth=auth, publisher=PublishService(fanout), presence=presence, chat=chat)
+    sos_settings = settings.sos
+    sos = SosService(
+        contacts=ContactRepository(pool),
+        alerts=SosRepository(pool),
+        users=UserRepository(pool),
+        deliveries=deliveries,
+        presence=presence,
+        fanout=fanout,
+        clock=node.clock,
+        rules=SosRules(
+            max_contacts=sos_settings.max_contacts,
+            escalate_after_s=sos_settings.escalate_after_s,
+            escalation_levels=sos_settings.escalation_levels,
+            expire_after_s=sos_settings.expire_after_s,
+            scheduler_interval_s=sos_settings.scheduler_interval_s,
+        ),
+        kick_deliveries=worker.kick,
+        on_escalated=lambda level: node.metrics.sos_escalations.labels(str(level)).inc(),
+    )
+    door = app[_DOOR]
+    chat_events.register(door, chat, presence)
+    sos_events.register(door, sos)
+    node.built = Services(
+        auth=auth,
+        publisher=PublishService(fanout),
+        presence=presence,
+        chat=chat,
+        sos=sos,
+        deliveries=worker,
+    )
     await node.bus.start()
-    upkeep = asyncio.create_task(presence.run(), name="presence-upkeep")
+    tasks = [
+        asyncio.create_task(presence.run(), name="presence-upkeep"),
+        asyncio.create_task(worker.run(), name="deliveries"),
+        asyncio.create_task(sos.run(), name="sos-scheduler"),
+    ]
     yield
-    upkeep.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await upkeep
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await presence.stop()
+    if sms is not None:
+        await sms.close()
     await sio.shutdown()
     await http.close()
 

@@ -14,8 +14,10 @@ from server.settings import Settings
 from services.auth import AuthService
 from services.chat import ChatService
 from services.clock import Clock
+from services.delivery import DeliveryWorker
 from services.presence import PresenceService
 from services.publish import PublishService
+from services.sos import SosService
 from storage.bus import PeerBus
 from storage.state import EphemeralState
 
@@ -30,6 +32,8 @@ class Services:
     publisher: PublishService
     presence: PresenceService
     chat: ChatService
+    sos: SosService
+    deliveries: DeliveryWorker
 
 
 @dataclass

@@ -58,5 +58,18 @@ class Metrics:
             registry=r,
         )
 
+        self.deliveries = Counter(
+            "lifeline_deliveries_total",
+            "SMS, push and email delivery outcomes (sent, failed, retry, skipped)",
+            ["channel", "status"],
+            registry=r,
+        )
+        self.sos_escalations = Counter(
+            "lifeline_sos_escalations_total",
+            "SOS escalations sent, by level",
+            ["level"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["DEV_API_KEY", "AuthSettings", "LimitSettings", "Settings", "SettingsError"]
+__all__ = [
+    "DEV_API_KEY",
+    "AuthSettings",
+    "LimitSettings",
+    "ProviderSettings",
+    "Settings",
+    "SettingsError",
+    "SosSettings",
+]
 
 # Printed at start in development so a newcomer can call the server API at once.
 DEV_API_KEY = "dev-api-key-change-me"
@@ -51,6 +59,46 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SosSettings:
+    escalate_after_s: float = 60.0
+    escalation_levels: int = 3
+    expire_after_s: float = 24 * 3600.0
+    max_contacts: int = 20
+    scheduler_interval_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """Credentials of the outside providers; a channel without them records "skipped"."""
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str | None = None
+    fcm_credentials_file: str | None = None
+    fcm_project_id: str | None = None
+    fcm_base_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Lifeline <no-reply@lifeline.invalid>"
+    smtp_tls: bool = True
+
+    @property
+    def sms(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+    @property
+    def push(self) -> bool:
+        return bool(self.fcm_credentials_file)
+
+    @property
+    def email(self) -> bool:
+        return bool(self.smtp_host)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -70,6 +118,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ("*",)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    sos: SosSettings = field(default_factory=SosSettings)
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
 
     @property
     def production(self) -> bool:
@@ -132,6 +182,27 @@ class Settings:
             chat_send_window_s=reader.number("LIFELINE_CHAT_SEND_WINDOW_S", 10.0, minimum=0.1),
             presence_ttl_s=reader.number("LIFELINE_PRESENCE_TTL_S", 8.0, minimum=1.0),
         )
+        sos = SosSettings(
+            escalate_after_s=reader.number("LIFELINE_SOS_ESCALATE_AFTER_S", 60.0, minimum=1.0),
+            escalation_levels=reader.integer("LIFELINE_SOS_ESCALATION_LEVELS", 3, minimum=1),
+            expire_after_s=reader.number("LIFELINE_SOS_EXPIRE_AFTER_S", 86400.0, minimum=60.0),
+            max_contacts=reader.integer("LIFELINE_MAX_CONTACTS", 20, minimum=1),
+        )
+        providers = ProviderSettings(
+            twilio_account_sid=reader.optional("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=reader.optional("TWILIO_AUTH_TOKEN"),
+            twilio_from=reader.optional("TWILIO_FROM_NUMBER"),
+            twilio_base_url=reader.optional("LIFELINE_TWILIO_BASE_URL"),
+            fcm_credentials_file=reader.optional("LIFELINE_FCM_CREDENTIALS"),
+            fcm_project_id=reader.optional("LIFELINE_FCM_PROJECT_ID"),
+            fcm_base_url=reader.optional("LIFELINE_FCM_BASE_URL"),
+            smtp_host=reader.optional("LIFELINE_SMTP_HOST"),
+            smtp_port=reader.integer("LIFELINE_SMTP_PORT", 587, minimum=1, maximum=65535),
+            smtp_username=reader.optional("LIFELINE_SMTP_USERNAME"),
+            smtp_password=reader.optional("LIFELINE_SMTP_PASSWORD"),
+            smtp_from=reader.text("LIFELINE_SMTP_FROM", "Lifeline <no-reply@lifeline.invalid>"),
+            smtp_tls=reader.choice("LIFELINE_SMTP_TLS", ("true", "false"), "true") == "true",
+        )
         pg_dir = reader.optional("LIFELINE_PG_DIR")
         settings = cls(
             host=reader.text("LIFELINE_HOST", "127.0.0.1"),
@@ -156,6 +227,8 @@ class Settings:
             ),
             auth=auth,
             limits=limits,
+            sos=sos,
+            providers=providers,
         )
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("LIFELINE_DB_POOL_MIN must not exceed LIFELINE_DB_POOL_MAX")

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+import asyncpg.pool
 
-__all__ = ["Migration", "apply_migrations", "create_pool", "load_migrations"]
+__all__ = ["Migration", "Queryable", "apply_migrations", "create_pool", "load_migrations"]
+
+# Whatever runs a query: the pool, or one connection inside a transaction.
+Queryable = asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 

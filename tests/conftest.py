@@ -17,9 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from server.app import create_app
-from server.settings import AuthSettings, LimitSettings, Settings
+from server.settings import AuthSettings, LimitSettings, ProviderSettings, Settings
 from storage.db import apply_migrations, create_pool
 from tests.clients import Api, Socket
+from tests.providers import ProviderRecorder
 from tests.services import (
     API_KEY,
     JWT_SECRET,
@@ -38,13 +39,17 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 class FakeClock:
-    """Real time plus an offset that tests move forward."""
+    """Real time plus an offset that tests move forward; wall time can also be frozen."""
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.frozen: float | None = None
 
     def now(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self.frozen is None else self.frozen) + self.offset
+
+    def freeze(self, at: float) -> None:
+        self.frozen = at - self.offset
 
     def monotonic(self) -> float:
         return time.monotonic() + self.offset
@@ -215,3 +220,25 @@ async def redis_settings(
     """Settings of an in-process node in cluster mode."""
     yield base_settings(db, redis_url=redis_server.url, redis_prefix=redis_prefix)
     await clear_redis_prefix(redis_server.url, redis_prefix)
+
+
+@pytest.fixture
+async def providers() -> AsyncIterator[ProviderRecorder]:
+    """Local Twilio and FCM endpoints that record what the real SDKs send them."""
+    recorder = ProviderRecorder()
+    await recorder.start()
+    yield recorder
+    await recorder.close()
+
+
+def provider_settings(settings: Settings, providers: ProviderRecorder) -> Settings:
+    env = providers.env()
+    return replace(
+        settings,
+        providers=ProviderSettings(
+            twilio_account_sid=env["TWILIO_ACCOUNT_SID"],
+            twilio_auth_token=env["TWILIO_AUTH_TOKEN"],
+            twilio_from=env["TWILIO_FROM_NUMBER"],
+            twilio_base_url=env["LIFELINE_TWILIO_BASE_URL"],
+        ),
+    )

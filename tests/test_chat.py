@@ -254,7 +254,7 @@ async def test_text_is_1_to_4000_code_points(server: Running, sockets: SocketFac
         "chat:send", {"room_id": room["id"], "client_msg_id": "x", "text": "let me in"}
     )
     assert ack["error"]["code"] == "forbidden"
-    status, body, _ = await server.api.call(
+    _, body, _ = await server.api.call(
         "GET", f"/api/v1/rooms/{room['id']}/messages", token=alice.access_token
     )
     assert [m["seq"] for m in body["messages"]] == [1]
@@ -403,7 +403,7 @@ async def test_presence_goes_offline_after_the_last_socket_leaves(
     ]
     # Leaving stops chat:message for that socket; the join ack no longer lists bob.
     await send(watcher, room["id"], "anyone?")
-    again, ack = await _joined(sockets, server, alice, room["id"])
+    _, ack = await _joined(sockets, server, alice, room["id"])
     assert ack["online_user_ids"] == [alice.id]
     assert laptop.inbox.count("chat:message") == 0
 
@@ -419,11 +419,13 @@ async def test_members_without_a_socket_are_owed_a_push(
     message = await send(socket_a, room["id"], "are you there?")
     conn = await asyncpg.connect(db)
     try:
-        rows = await conn.fetch("SELECT user_id::text, kind, body, data FROM push_due")
+        rows = await conn.fetch(
+            "SELECT user_id::text, channel, kind, body, data::text FROM deliveries"
+        )
     finally:
         await conn.close()
-    assert [(r["user_id"], r["kind"], r["body"]) for r in rows] == [
-        (carol.id, "chat_message", "are you there?")
+    assert [(r["user_id"], r["channel"], r["kind"], r["body"]) for r in rows] == [
+        (carol.id, "push", "chat_message", "are you there?")
     ]
     assert '"seq": 1' in rows[0]["data"] and message["id"] in rows[0]["data"]
 

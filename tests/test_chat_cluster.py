@@ -54,9 +54,7 @@ async def test_concurrent_sends_from_two_nodes_get_seq_1_to_1000_delivered_once(
         seen = [m["message"]["seq"] for m in socket.inbox.events["chat:message"]]
         assert len(seen) == len(set(seen)) == 950
         assert sorted(seen + own) == list(range(1, 1001))
-    status, body, _ = await api.call(
-        "GET", f"/api/v1/rooms/{room['id']}", token=users[5].access_token
-    )
+    _, body, _ = await api.call("GET", f"/api/v1/rooms/{room['id']}", token=users[5].access_token)
     assert body["room"]["last_seq"] == 1000
 
 
@@ -109,15 +107,8 @@ async def test_presence_and_limits_hold_across_nodes(
     assert (await socket_a.inbox.next("presence"))["user_id"] == bob.id
     # A retry on the other node answers the first message and broadcasts nothing.
     first = await send(socket_a, room["id"], "hi", client_msg_id="same")
-    assert (
-        await send(
-            socket_b_alice := await _joined(sockets, two.url, alice, room["id"]),
-            room["id"],
-            "hi",
-            client_msg_id="same",
-        )
-        == first
-    )
+    socket_b_alice = await _joined(sockets, two.url, alice, room["id"])
+    assert await send(socket_b_alice, room["id"], "hi", client_msg_id="same") == first
     assert (await socket_b.inbox.next("chat:message"))["message"] == first
     # The send budget is per user, whichever node the sends go to.
     results = []

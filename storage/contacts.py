@@ -1,0 +1,87 @@
+"""Emergency contacts of a user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+__all__ = ["ContactRecord", "ContactRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    id: str
+    user_id: str | None
+    name: str
+    phone: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "user_id": self.user_id, "name": self.name, "phone": self.phone}
+
+
+_COLUMNS = "id::text AS id, contact_user_id::text AS user_id, name, phone"
+
+
+class ContactRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def add(
+        self, owner_id: str, *, user_id: str | None, name: str, phone: str | None, limit: int
+    ) -> ContactRecord | None:
+        """None when the limit is reached or that user is already a contact."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Serialises additions for one owner, so the limit holds under races.
+            await conn.execute("SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE", owner_id)
+            count = await conn.fetchval(
+                "SELECT count(*) FROM emergency_contacts WHERE owner_id = $1::uuid", owner_id
+            )
+            if count >= limit:
+                return None
+            row = await conn.fetchrow(
+                f"""INSERT INTO emergency_contacts (owner_id, contact_user_id, name, phone)
+                    VALUES ($1::uuid, $2::uuid, $3, $4)
+                    ON CONFLICT (owner_id, contact_user_id) DO NOTHING
+                    RETURNING {_COLUMNS}""",
+                owner_id,
+                user_id,
+                name,
+                phone,
+            )
+        return None if row is None else ContactRecord(**dict(row))
+
+    async def count(self, owner_id: str) -> int:
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM emergency_contacts WHERE owner_id = $1::uuid", owner_id
+            )
+        )
+
+    async def of(self, owner_id: str) -> list[ContactRecord]:
+        rows = await self._pool.fetch(
+            f"""SELECT {_COLUMNS} FROM emergency_contacts WHERE owner_id = $1::uuid
+                 ORDER BY created_at, id""",
+            owner_id,
+        )
+        return [ContactRecord(**dict(r)) for r in rows]
+
+    async def recipients_of(self, owner_id: str) -> list[tuple[str | None, str, str | None]]:
+        """(user id, name, phone) of each contact; a user's own phone when none was given."""
+        rows = await self._pool.fetch(
+            """SELECT c.contact_user_id::text AS user_id, c.name,
+                      COALESCE(c.phone, u.phone) AS phone
+                 FROM emergency_contacts c LEFT JOIN users u ON u.id = c.contact_user_id
+                WHERE c.owner_id = $1::uuid ORDER BY c.created_at, c.id""",
+            owner_id,
+        )
+        return [(r["user_id"], r["name"], r["phone"]) for r in rows]
+
+    async def delete(self, owner_id: str, contact_id: str) -> bool:
+        done = await self._pool.execute(
+            "DELETE FROM emergency_contacts WHERE owner_id = $1::uuid AND id = $2::uuid",
+            owner_id,
+            contact_id,
+        )
+        return done != "DELETE 0"

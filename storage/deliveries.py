@@ -1,0 +1,135 @@
+"""The outbox of SMS, push and email owed to people, with each one's result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from storage.db import Queryable
+
+__all__ = ["Delivery", "DeliveryRepository", "NewDelivery"]
+
+
+def _ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    source: str
+    source_id: str
+    channel: str
+    kind: str
+    title: str
+    body: str
+    user_id: str | None = None
+    address: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    source: str
+    source_id: str
+    channel: str
+    user_id: str | None
+    address: str | None
+    kind: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    attempts: int
+
+
+_COLUMNS = """id, source, source_id, channel, user_id::text AS user_id, address, kind, title,
+              body, data, attempts"""
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    values = dict(row)
+    values["data"] = orjson.loads(values["data"])
+    return Delivery(**values)
+
+
+class DeliveryRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @staticmethod
+    async def enqueue(conn: Queryable, deliveries: list[NewDelivery], *, now: float) -> None:
+        """Add deliveries inside the caller's transaction: they exist iff it commits."""
+        if not deliveries:
+            return
+        await conn.executemany(
+            """INSERT INTO deliveries (source, source_id, channel, user_id, address, kind, title,
+                                       body, data, next_attempt_at, created_at)
+               VALUES ($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9::jsonb, $10, $10)""",
+            [
+                (
+                    d.source,
+                    d.source_id,
+                    d.channel,
+                    d.user_id,
+                    d.address,
+                    d.kind,
+                    d.title,
+                    d.body,
+                    orjson.dumps(d.data).decode(),
+                    _ts(now),
+                )
+                for d in deliveries
+            ],
+        )
+
+    async def add(self, deliveries: list[NewDelivery], *, now: float) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self.enqueue(conn, deliveries, now=now)
+
+    async def claim(self, *, now: float, lease_s: float, limit: int) -> list[Delivery]:
+        """Take due deliveries for a lease; another node may take them when it runs out."""
+        rows = await self._pool.fetch(
+            f"""UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $2
+                 WHERE id IN (SELECT id FROM deliveries
+                               WHERE status = 'pending' AND next_attempt_at <= $1
+                               ORDER BY next_attempt_at, id LIMIT $3
+                                 FOR UPDATE SKIP LOCKED)
+                RETURNING {_COLUMNS}""",
+            _ts(now),
+            _ts(now + lease_s),
+            limit,
+        )
+        return sorted((_delivery(r) for r in rows), key=lambda d: d.id)
+
+    async def finish(self, delivery_id: int, *, status: str, result: str, now: float) -> None:
+        await self._pool.execute(
+            """UPDATE deliveries SET status = $2, result = $3, finished_at = $4
+                WHERE id = $1 AND status = 'pending'""",
+            delivery_id,
+            status,
+            result[:500],
+            _ts(now),
+        )
+
+    async def retry_at(self, delivery_id: int, *, at: float, result: str) -> None:
+        await self._pool.execute(
+            """UPDATE deliveries SET next_attempt_at = $2, result = $3
+                WHERE id = $1 AND status = 'pending'""",
+            delivery_id,
+            _ts(at),
+            result[:500],
+        )
+
+    async def of_source(self, source: str, source_id: str) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            """SELECT id, channel, user_id::text AS user_id, address, kind, status, attempts,
+                      result, created_at, finished_at
+                 FROM deliveries WHERE source = $1 AND source_id = $2 ORDER BY id""",
+            source,
+            source_id,
+        )
+        return [dict(r) for r in rows]
