@@ -78,6 +78,12 @@ class Fanout:
     async def leave_room(self, sid: str, room_id: str) -> None:
         await self._sio.leave_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
 
+    async def join_project(self, sid: str, project_id: str) -> None:
+        await self._sio.enter_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
+
+    async def leave_project(self, sid: str, project_id: str) -> None:
+        await self._sio.leave_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
+
     async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
         await self._end_local_sessions(jti, family_id)
         if self._bus.has_peers:

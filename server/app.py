@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,14 +21,20 @@ from argon2 import Type as Argon2Type
 from redis.asyncio import Redis
 
 from handlers import auth as auth_routes
+from handlers import notifications as notification_routes
 from handlers import ops as ops_routes
+from handlers import projects as project_routes
 from handlers import publish as publish_routes
 from handlers import rooms as room_routes
 from handlers import sos as sos_routes
 from handlers.middleware import lifeline_middleware
+from integrations.fcm import FcmPush
 from integrations.jwks import JwksVerifier
+from integrations.kafka import KafkaBridge
+from integrations.smtp_email import SmtpEmail
 from integrations.twilio_sms import TwilioSms
 from realtime import chat as chat_events
+from realtime import live as live_events
 from realtime import sos as sos_events
 from realtime.doors import SocketDoor
 from realtime.fanout import Fanout
@@ -40,15 +46,21 @@ from services.auth import AuthService, LoginThrottle
 from services.chat import ChatLimits, ChatService
 from services.clock import Clock, SystemClock
 from services.delivery import Channel, DeliveryWorker, NotConfigured, PushOutbox
+from services.donations import TickerService
+from services.events import EventService
+from services.notifications import NotificationService
 from services.presence import PresenceService
 from services.publish import PublishService
 from services.sos import SosRules, SosService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
 from storage.contacts import ContactRepository
-from storage.db import apply_migrations, create_pool
+from storage.db import Database, apply_migrations, create_pool
 from storage.deliveries import DeliveryRepository
+from storage.events import Outbox
 from storage.messages import MessageRepository
+from storage.notifications import NotificationRepository
 from storage.presence import InProcessPresence, PresenceStore, RedisPresence
+from storage.projects import ProjectRepository
 from storage.rooms import RoomRepository
 from storage.sos import SosRepository
 from storage.state import EphemeralState, InProcessState, RedisState
@@ -110,6 +122,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.add_routes(publish_routes.routes)
     app.add_routes(room_routes.routes)
     app.add_routes(sos_routes.routes)
+    app.add_routes(notification_routes.routes)
+    app.add_routes(project_routes.routes)
 
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_shared_state)
@@ -220,34 +234,22 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ttl_s=settings.limits.presence_ttl_s,
         on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
     )
-    providers = settings.providers
-    sms: TwilioSms | None = None
-    channels: dict[str, Channel] = {
-        "sms": NotConfigured(),
-        "push": NotConfigured(),
-        "email": NotConfigured(),
-    }
-    if providers.sms:
-        assert providers.twilio_account_sid and providers.twilio_auth_token
-        assert providers.twilio_from
-        sms = TwilioSms(
-            account_sid=providers.twilio_account_sid,
-            auth_token=providers.twilio_auth_token,
-            from_number=providers.twilio_from,
-            base_url=providers.twilio_base_url,
-        )
-        channels["sms"] = sms
     deliveries = DeliveryRepository(pool)
+    notification_repo = NotificationRepository(pool)
+    channels, close_channels = _channels(settings, notification_repo)
     worker = DeliveryWorker(
         deliveries,
         channels,
         clock=node.clock,
         on_outcome=lambda channel, status: node.metrics.deliveries.labels(channel, status).inc(),
     )
+    kafka_on = settings.kafka_bootstrap_servers is not None
+    outbox = Outbox(pool, topic=settings.kafka.out_topic, enabled=kafka_on)
+    db = Database(pool)
     limits = settings.limits
     chat = ChatService(
         rooms=RoomRepository(pool),
-        messages=MessageRepository(pool),
+        messages=MessageRepository(pool, outbox=outbox),
         presence=presence,
         fanout=fanout,
         sockets=fanout,
@@ -261,7 +263,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     sos_settings = settings.sos
     sos = SosService(
         contacts=ContactRepository(pool),
-        alerts=SosRepository(pool),
+        alerts=SosRepository(pool, outbox=outbox),
         users=UserRepository(pool),
         deliveries=deliveries,
         presence=presence,
@@ -277,9 +279,28 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         kick_deliveries=worker.kick,
         on_escalated=lambda level: node.metrics.sos_escalations.labels(str(level)).inc(),
     )
+    notifications = NotificationService(
+        db=db,
+        repo=notification_repo,
+        outbox=outbox,
+        fanout=fanout,
+        clock=node.clock,
+        kick_deliveries=worker.kick,
+    )
+    projects = ProjectRepository(pool)
+    events = EventService(
+        db=db,
+        projects=projects,
+        users=UserRepository(pool),
+        notifications=notifications,
+        fanout=fanout,
+        clock=node.clock,
+    )
+    tickers = TickerService(projects, fanout)
     door = app[_DOOR]
     chat_events.register(door, chat, presence)
     sos_events.register(door, sos)
+    live_events.register(door, tickers, notifications)
     node.built = Services(
         auth=auth,
         publisher=PublishService(fanout),
@@ -287,6 +308,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         chat=chat,
         sos=sos,
         deliveries=worker,
+        notifications=notifications,
+        events=events,
+        tickers=tickers,
     )
     await node.bus.start()
     tasks = [
@@ -294,6 +318,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(worker.run(), name="deliveries"),
         asyncio.create_task(sos.run(), name="sos-scheduler"),
     ]
+    if settings.kafka_bootstrap_servers:
+        bridge = KafkaBridge(
+            bootstrap=settings.kafka_bootstrap_servers,
+            group_id=settings.kafka.group_id,
+            topics=list(settings.kafka.topics),
+            out_topic=settings.kafka.out_topic,
+            events=events,
+            outbox=outbox,
+            metrics=node.metrics,
+            create_topics=settings.kafka.create_topics,
+        )
+        node.readiness["kafka"] = bridge.ready
+        tasks.append(asyncio.create_task(bridge.run(), name="kafka"))
     yield
     for task in tasks:
         task.cancel()
@@ -301,10 +338,59 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await presence.stop()
-    if sms is not None:
-        await sms.close()
+    await close_channels()
     await sio.shutdown()
     await http.close()
+
+
+def _channels(
+    settings: Settings, notifications: NotificationRepository
+) -> tuple[dict[str, Channel], Callable[[], Awaitable[None]]]:
+    """SMS, push and email channels; one without credentials records "not configured"."""
+    providers = settings.providers
+    channels: dict[str, Channel] = {
+        "sms": NotConfigured(),
+        "push": NotConfigured(),
+        "email": NotConfigured(),
+    }
+    sms: TwilioSms | None = None
+    push: FcmPush | None = None
+    if providers.sms:
+        assert providers.twilio_account_sid and providers.twilio_auth_token
+        assert providers.twilio_from
+        sms = TwilioSms(
+            account_sid=providers.twilio_account_sid,
+            auth_token=providers.twilio_auth_token,
+            from_number=providers.twilio_from,
+            base_url=providers.twilio_base_url,
+        )
+        channels["sms"] = sms
+    if providers.fcm_credentials_file:
+        push = FcmPush(
+            credentials_file=providers.fcm_credentials_file,
+            project_id=providers.fcm_project_id,
+            base_url=providers.fcm_base_url,
+            tokens=notifications.push_tokens,
+            forget=notifications.remove_tokens,
+        )
+        channels["push"] = push
+    if providers.smtp_host:
+        channels["email"] = SmtpEmail(
+            host=providers.smtp_host,
+            port=providers.smtp_port,
+            sender=providers.smtp_from,
+            username=providers.smtp_username,
+            password=providers.smtp_password,
+            start_tls=providers.smtp_tls,
+        )
+
+    async def close() -> None:
+        if sms is not None:
+            await sms.close()
+        if push is not None:
+            push.close()
+
+    return channels, close
 
 
 async def _drain(app: web.Application) -> None:

@@ -15,6 +15,9 @@ from services.auth import AuthService
 from services.chat import ChatService
 from services.clock import Clock
 from services.delivery import DeliveryWorker
+from services.donations import TickerService
+from services.events import EventService
+from services.notifications import NotificationService
 from services.presence import PresenceService
 from services.publish import PublishService
 from services.sos import SosService
@@ -34,6 +37,9 @@ class Services:
     chat: ChatService
     sos: SosService
     deliveries: DeliveryWorker
+    notifications: NotificationService
+    events: EventService
+    tickers: TickerService
 
 
 @dataclass

@@ -71,5 +71,21 @@ class Metrics:
             registry=r,
         )
 
+        self.kafka_records = Counter(
+            "lifeline_kafka_records_total",
+            "Kafka records consumed, by outcome (applied, duplicate, dead_letter, retry)",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.kafka_lag = Gauge(
+            "lifeline_kafka_consumer_lag",
+            "Records behind the end of each assigned partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.kafka_produced = Counter(
+            "lifeline_kafka_produced_total", "Outbox events produced to Kafka", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ from pathlib import Path
 __all__ = [
     "DEV_API_KEY",
     "AuthSettings",
+    "KafkaSettings",
     "LimitSettings",
     "ProviderSettings",
     "Settings",
@@ -65,6 +66,14 @@ class SosSettings:
     expire_after_s: float = 24 * 3600.0
     max_contacts: int = 20
     scheduler_interval_s: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    group_id: str = "lifeline"
+    topics: tuple[str, ...] = ("donations", "notifications", "projects", "users")
+    out_topic: str = "realtime.events"
+    create_topics: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     sos: SosSettings = field(default_factory=SosSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
 
     @property
@@ -203,6 +213,21 @@ class Settings:
             smtp_from=reader.text("LIFELINE_SMTP_FROM", "Lifeline <no-reply@lifeline.invalid>"),
             smtp_tls=reader.choice("LIFELINE_SMTP_TLS", ("true", "false"), "true") == "true",
         )
+        topics = tuple(
+            reader.text(f"LIFELINE_KAFKA_TOPIC_{name.upper()}", name)
+            for name in ("donations", "notifications", "projects", "users")
+        ) + tuple(
+            t.strip()
+            for t in reader.text("LIFELINE_KAFKA_EXTRA_TOPICS", "").split(",")
+            if t.strip()
+        )
+        kafka = KafkaSettings(
+            group_id=reader.text("LIFELINE_KAFKA_GROUP", "lifeline"),
+            topics=topics,
+            out_topic=reader.text("LIFELINE_KAFKA_OUT_TOPIC", "realtime.events"),
+            create_topics=reader.choice("LIFELINE_KAFKA_CREATE_TOPICS", ("true", "false"), "false")
+            == "true",
+        )
         pg_dir = reader.optional("LIFELINE_PG_DIR")
         settings = cls(
             host=reader.text("LIFELINE_HOST", "127.0.0.1"),
@@ -228,6 +253,7 @@ class Settings:
             auth=auth,
             limits=limits,
             sos=sos,
+            kafka=kafka,
             providers=providers,
         )
         if settings.db_pool_min > settings.db_pool_max:

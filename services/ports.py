@@ -47,6 +47,12 @@ class SocketRooms(Protocol):
 
     async def leave_room(self, sid: str, room_id: str) -> None: ...
 
+    async def join_project(self, sid: str, project_id: str) -> None:
+        """A ``/live`` socket starts receiving a project's donations."""
+        ...
+
+    async def leave_project(self, sid: str, project_id: str) -> None: ...
+
 
 class Push(Protocol):
     """A push notification to users' devices, for those with no socket anywhere."""

@@ -39,6 +39,9 @@ class Payload:
     def __iter__(self) -> Iterator[str]:
         return (str(k) for k in self._data)
 
+    def raw_object(self) -> dict[str, Any]:
+        return dict(self._data)
+
     def has(self, key: str) -> bool:
         return self._data.get(key) is not None
 

@@ -8,15 +8,24 @@ a failing migration leaves the schema as it was.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
 import asyncpg.pool
 
-__all__ = ["Migration", "Queryable", "apply_migrations", "create_pool", "load_migrations"]
+__all__ = [
+    "Database",
+    "Migration",
+    "Queryable",
+    "apply_migrations",
+    "create_pool",
+    "load_migrations",
+]
 
 # Whatever runs a query: the pool, or one connection inside a transaction.
 Queryable = asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -26,6 +35,18 @@ log = logging.getLogger(__name__)
 # Any constant works; it only has to be the same on every node.
 _MIGRATION_LOCK_ID = 0x11FE11E
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class Database:
+    """Lets a service group several repositories' writes into one transaction."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ class NewDelivery:
     user_id: str | None = None
     address: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # Not before this time (quiet hours); None: at once.
+    not_before: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,7 @@ class DeliveryRepository:
         await conn.executemany(
             """INSERT INTO deliveries (source, source_id, channel, user_id, address, kind, title,
                                        body, data, next_attempt_at, created_at)
-               VALUES ($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9::jsonb, $10, $10)""",
+               VALUES ($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9::jsonb, $10, $11)""",
             [
                 (
                     d.source,
@@ -80,6 +82,7 @@ class DeliveryRepository:
                     d.title,
                     d.body,
                     orjson.dumps(d.data).decode(),
+                    _ts(d.not_before if d.not_before is not None else now),
                     _ts(now),
                 )
                 for d in deliveries

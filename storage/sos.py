@@ -12,6 +12,7 @@ import orjson
 from services.clock import iso
 from storage.db import Queryable
 from storage.deliveries import DeliveryRepository, NewDelivery
+from storage.events import Outbox
 
 __all__ = ["AlertRecord", "Recipient", "SosRepository"]
 
@@ -82,8 +83,20 @@ _ALERT = """SELECT a.id::text AS id, a.user_id::text AS user_id, a.status, a.lat
 
 
 class SosRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, outbox: Outbox) -> None:
         self._pool = pool
+        self._outbox = outbox
+
+    async def _event(
+        self, conn: Queryable, type_: str, alert: AlertRecord, now: float, **extra: Any
+    ) -> None:
+        await self._outbox.add(
+            conn,
+            type_,
+            {"alert_id": alert.id, "user_id": alert.user_id, "status": alert.status, **extra},
+            key=alert.user_id,
+            now=now,
+        )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -190,7 +203,8 @@ class SosRepository:
                 await self._audit(conn, alert_id, now, None, entry.pop("action"), entry)
             await DeliveryRepository.enqueue(conn, deliveries, now=now)
             alert = await self._load(conn, alert_id)
-        assert alert is not None
+            assert alert is not None
+            await self._event(conn, "sos.raised", alert, now, lat=lat, lon=lon)
         return alert, True
 
     async def add_location(
@@ -224,7 +238,8 @@ class SosRepository:
             )
             await self._audit(conn, alert_id, now, by, "acknowledged", {"first": bool(first)})
             alert = await self._load(conn, alert_id)
-        assert alert is not None
+            assert alert is not None
+            await self._event(conn, "sos.acknowledged", alert, now, by_user_id=by)
         return alert, bool(first)
 
     async def close(
@@ -245,7 +260,11 @@ class SosRepository:
             if not done:
                 return None
             await self._audit(conn, alert_id, now, by, status, {})
-            return await self._load(conn, alert_id)
+            alert = await self._load(conn, alert_id)
+            assert alert is not None
+            if status == "resolved":
+                await self._event(conn, "sos.resolved", alert, now, by_user_id=by)
+            return alert
 
     async def escalate_due(
         self,

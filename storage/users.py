@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import Queryable
+
 __all__ = ["UserRecord", "UserRepository"]
 
 
@@ -67,6 +69,20 @@ class UserRepository:
             external_sub,
         )
         return _user(row)
+
+    @staticmethod
+    async def create_known(
+        conn: Queryable, *, user_id: str, email: str, display_name: str, role: str
+    ) -> None:
+        """A user another service created: known here, with no password (signs in elsewhere)."""
+        await conn.execute(
+            """INSERT INTO users (id, email, display_name, role)
+               VALUES ($1::uuid, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            user_id,
+            email,
+            display_name,
+            role,
+        )
 
     async def by_email(self, email: str) -> UserRecord | None:
         row = await self._pool.fetchrow(

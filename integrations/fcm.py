@@ -1,0 +1,106 @@
+"""Push through Firebase Cloud Messaging with firebase-admin's async API.
+
+Each delivery goes to every registered device of its user; tokens FCM reports
+unregistered are removed. ``base_url`` points the SDK at another endpoint (the
+tests' recorder): firebase-admin has no option for it, so the messaging
+service's ``_fcm_url`` is set, checked at start and covered by the FCM tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import firebase_admin
+import orjson
+from firebase_admin import credentials, exceptions, messaging
+
+from services.delivery import DeliveryOutcome
+from storage.deliveries import Delivery
+
+__all__ = ["FcmPush"]
+
+log = logging.getLogger(__name__)
+
+_apps = itertools.count()
+_TRANSIENT = (
+    exceptions.UnavailableError,
+    exceptions.InternalError,
+    exceptions.DeadlineExceededError,
+    exceptions.ResourceExhaustedError,
+    messaging.QuotaExceededError,
+)
+
+
+def _data(values: dict[str, Any]) -> dict[str, str]:
+    """FCM data values are strings."""
+    return {
+        k: v if isinstance(v, str) else orjson.dumps(v).decode()
+        for k, v in values.items()
+        if v is not None
+    }
+
+
+class FcmPush:
+    def __init__(
+        self,
+        *,
+        credentials_file: str,
+        tokens: Callable[[str], Awaitable[list[tuple[str, str]]]],
+        forget: Callable[[list[str]], Awaitable[None]],
+        project_id: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        options = {"projectId": project_id} if project_id else None
+        self._app = firebase_admin.initialize_app(
+            credentials.Certificate(credentials_file), options, name=f"lifeline-{next(_apps)}"
+        )
+        self._tokens = tokens
+        self._forget = forget
+        if base_url:
+            service = messaging._get_messaging_service(self._app)
+            if not hasattr(service, "_fcm_url"):
+                raise RuntimeError("this firebase-admin has no _fcm_url; cannot use a base URL")
+            service._fcm_url = (
+                f"{base_url.rstrip('/')}/v1/projects/{service._project_id}/messages:send"
+            )
+
+    async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
+        if delivery.user_id is None:
+            return DeliveryOutcome("failed", "no user")
+        devices = await self._tokens(delivery.user_id)
+        if not devices:
+            return DeliveryOutcome("skipped", "no devices")
+        messages = [
+            messaging.Message(
+                token=token,
+                notification=messaging.Notification(title=delivery.title, body=delivery.body),
+                data=_data({"kind": delivery.kind, **delivery.data}),
+                android=messaging.AndroidConfig(priority="high")
+                if delivery.kind == "sos"
+                else None,
+            )
+            for token, _platform in devices
+        ]
+        batch = await messaging.send_each_async(messages, app=self._app)
+        dead = [
+            token
+            for (token, _), response in zip(devices, batch.responses, strict=True)
+            if not response.success and isinstance(response.exception, messaging.UnregisteredError)
+        ]
+        if dead:
+            await self._forget(dead)
+        if batch.success_count:
+            return DeliveryOutcome("sent", f"{batch.success_count} of {len(devices)} devices")
+        if len(dead) == len(devices):
+            return DeliveryOutcome("failed", "every device token is unregistered")
+        errors = [r.exception for r in batch.responses if r.exception is not None]
+        detail = "; ".join(sorted({type(e).__name__ for e in errors}))
+        if any(isinstance(e, _TRANSIENT) for e in errors):
+            return DeliveryOutcome("retry", detail)
+        return DeliveryOutcome("failed", detail)
+
+    def close(self) -> None:
+        firebase_admin.delete_app(self._app)

@@ -1,0 +1,345 @@
+"""Events from the rest of the platform, applied once each, whichever door they come in.
+
+Kafka records and ``POST /events`` both land in ``EventService.apply``. The
+envelope and payload are checked first (a bad one is ``Invalid``: the Kafka
+door dead-letters it), then the effect and the record that the event was
+applied commit in one transaction, then sockets and providers are told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.auth import REGISTRABLE_ROLES
+from services.clock import Clock, iso, parse_iso
+from services.errors import Invalid
+from services.notifications import CHANNELS, DEFAULT_CHANNELS, NotificationService, Prepared
+from services.ports import Fanout
+from services.validation import Payload, as_payload
+from storage.db import Database, Queryable
+from storage.events import EventLog
+from storage.projects import ProjectRepository
+from storage.rooms import as_uuid
+from storage.users import UserRepository
+
+__all__ = ["Envelope", "EventService", "UnknownEventType", "parse_envelope"]
+
+_ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
+
+
+class UnknownEventType(Invalid):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    event_id: str
+    type: str
+    occurred_at: float
+    payload: Payload
+
+
+def parse_envelope(data: Any) -> Envelope:
+    body = as_payload(data, "event")
+    event_id = body.string("event_id", max_len=200)
+    type_ = body.string("type", max_len=100)
+    raw_at = body.string("occurred_at", max_len=64)
+    try:
+        occurred_at = parse_iso(raw_at).timestamp()
+    except ValueError:
+        raise Invalid("occurred_at must be an ISO 8601 timestamp") from None
+    return Envelope(event_id, type_, occurred_at, body.mapping("payload"))
+
+
+def money(amount_minor: int, currency: str) -> str:
+    if currency in _ZERO_DECIMAL:
+        return f"{amount_minor} {currency}"
+    return f"{amount_minor / 100:,.2f} {currency}"
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+Handler = Callable[[Queryable, Envelope, Any], Awaitable[AfterCommit]]
+
+
+class EventService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        projects: ProjectRepository,
+        users: UserRepository,
+        notifications: NotificationService,
+        fanout: Fanout,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._projects = projects
+        self._users = users
+        self._notifications = notifications
+        self._fanout = fanout
+        self._clock = clock
+        # type -> (parse the payload before the transaction, apply it inside)
+        self._handlers: dict[str, tuple[Callable[[Payload], Any], Handler]] = {
+            "donation.created": (self._parse_donation, self._donation),
+            "notification.requested": (self._parse_request, self._requested),
+            "project.updated": (self._parse_project, self._project),
+            "user.created": (self._parse_user, self._user),
+            "payment.succeeded": (self._parse_payment, self._payment_succeeded),
+            "payment.failed": (self._parse_payment, self._payment_failed),
+            "lesson.completed": (self._parse_lesson, self._lesson),
+        }
+
+    @property
+    def types(self) -> list[str]:
+        return list(self._handlers)
+
+    def parse_request(self, payload: Payload) -> dict[str, Any]:
+        """A ``notification.requested`` payload (also the body of POST /notifications)."""
+        return self._parse_request(payload)
+
+    async def apply(self, data: Any, *, source: str) -> bool:
+        """Apply one envelope; False if its event_id was applied before."""
+        envelope = parse_envelope(data)
+        entry = self._handlers.get(envelope.type)
+        if entry is None:
+            raise UnknownEventType(f"unknown event type {envelope.type!r}")
+        parse, handle = entry
+        parsed = parse(envelope.payload)
+        async with self._db.transaction() as conn:
+            if not await EventLog.mark_applied(
+                conn, envelope.event_id, type_=envelope.type, source=source
+            ):
+                return False
+            after = await handle(conn, envelope, parsed)
+        await after()
+        return True
+
+    # -- payloads -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse_donation(p: Payload) -> dict[str, Any]:
+        currency = p.string("currency", min_len=3, max_len=3)
+        if not currency.isalpha() or not currency.isupper():
+            raise Invalid("currency must be an ISO 4217 code such as EUR")
+        return {
+            "project_id": p.identifier("project_id"),
+            "amount_minor": p.integer("amount_minor", minimum=1, maximum=10**15),
+            "currency": currency,
+            "donor_id": p.opt_identifier("donor_id"),
+            "donor_display": p.string("donor_display", max_len=100),
+            "message": p.opt_string("message", max_len=500),
+        }
+
+    @staticmethod
+    def _parse_request(p: Payload) -> dict[str, Any]:
+        channels = p.raw("channels")
+        if channels is None:
+            chosen = DEFAULT_CHANNELS
+        else:
+            if (
+                not isinstance(channels, list)
+                or not channels
+                or any(c not in CHANNELS for c in channels)
+            ):
+                raise Invalid(f"channels must be a list of {', '.join(CHANNELS)}")
+            chosen = tuple(dict.fromkeys(channels))
+        data = p.raw("data")
+        if data is not None and not isinstance(data, dict):
+            raise Invalid("data must be a JSON object")
+        return {
+            "user_ids": p.id_list("user_ids", max_items=10_000, min_items=1),
+            "kind": p.string("kind", max_len=64),
+            "title": p.string("title", max_len=200),
+            "body": p.string("body", max_len=2000),
+            "data": data or {},
+            "channels": chosen,
+        }
+
+    @staticmethod
+    def _parse_project(p: Payload) -> dict[str, Any]:
+        organizer = p.opt_identifier("organizer_id")
+        return {
+            "project_id": p.identifier("project_id"),
+            "organizer_id": as_uuid(organizer) if organizer else None,
+            "title": p.string("title", max_len=200),
+            "follower_ids": p.id_list("follower_ids", max_items=100_000),
+        }
+
+    @staticmethod
+    def _parse_user(p: Payload) -> dict[str, Any]:
+        user_id = as_uuid(p.identifier("user_id"))
+        if user_id is None:
+            raise Invalid("user_id must be a UUID")
+        return {
+            "user_id": user_id,
+            "email": p.string("email", max_len=254),
+            "display_name": p.string("display_name", max_len=100),
+            "role": p.choice("role", (*REGISTRABLE_ROLES, "admin"), default="donor"),
+        }
+
+    @staticmethod
+    def _parse_payment(p: Payload) -> dict[str, Any]:
+        return {
+            "user_id": p.identifier("user_id"),
+            "amount_minor": p.integer("amount_minor", minimum=0, maximum=10**15),
+            "currency": p.string("currency", min_len=3, max_len=3),
+            "project_id": p.opt_identifier("project_id"),
+            "payment_id": p.opt_identifier("payment_id"),
+            "reason": p.opt_string("reason", max_len=300),
+        }
+
+    @staticmethod
+    def _parse_lesson(p: Payload) -> dict[str, Any]:
+        return {
+            "user_id": p.identifier("user_id"),
+            "course_title": p.string("course_title", max_len=200),
+            "lesson_title": p.string("lesson_title", max_len=200),
+        }
+
+    # -- effects ------------------------------------------------------------------------------
+
+    async def _notify(
+        self,
+        conn: Queryable,
+        user_ids: list[str],
+        *,
+        kind: str,
+        title: str,
+        body: str,
+        data: dict[str, Any],
+        channels: tuple[str, ...] = DEFAULT_CHANNELS,
+    ) -> Prepared:
+        return await self._notifications.prepare(
+            conn, user_ids, kind=kind, title=title, body=body, data=data, channels=channels
+        )
+
+    def _after(self, prepared: Prepared, *more: Callable[[], Awaitable[None]]) -> AfterCommit:
+        async def run() -> None:
+            for step in more:
+                await step()
+            await self._notifications.dispatch(prepared)
+
+        return run
+
+    async def _donation(self, conn: Queryable, event: Envelope, d: dict[str, Any]) -> AfterCommit:
+        totals = await ProjectRepository.add_donation(
+            conn,
+            event_id=event.event_id,
+            project_id=d["project_id"],
+            amount_minor=d["amount_minor"],
+            currency=d["currency"],
+            donor_id=d["donor_id"],
+            donor_display=d["donor_display"],
+            message=d["message"],
+            at=event.occurred_at,
+        )
+        if totals is None:
+            raise Invalid(f"project {d['project_id']} takes another currency than {d['currency']}")
+        ticker = {
+            "project_id": d["project_id"],
+            "total_minor": totals["total_minor"],
+            "currency": totals["currency"],
+            "donors_count": totals["donors_count"],
+            "donation": {
+                "amount_minor": d["amount_minor"],
+                "donor_display": d["donor_display"],
+                "message": d["message"],
+                "at": iso(event.occurred_at),
+            },
+        }
+        prepared = Prepared()
+        if totals["organizer_id"]:
+            prepared = await self._notify(
+                conn,
+                [totals["organizer_id"]],
+                kind="donation",
+                title="New donation",
+                body=f"{d['donor_display']} gave {money(d['amount_minor'], d['currency'])}",
+                data={
+                    "project_id": d["project_id"],
+                    "amount_minor": d["amount_minor"],
+                    "currency": d["currency"],
+                },
+            )
+
+        async def live() -> None:
+            await self._fanout.to_project(d["project_id"], "donation", ticker)
+
+        return self._after(prepared, live)
+
+    async def _requested(self, conn: Queryable, _: Envelope, r: dict[str, Any]) -> AfterCommit:
+        prepared = await self._notify(
+            conn,
+            r["user_ids"],
+            kind=r["kind"],
+            title=r["title"],
+            body=r["body"],
+            data=r["data"],
+            channels=r["channels"],
+        )
+        return self._after(prepared)
+
+    async def _project(self, conn: Queryable, _: Envelope, p: dict[str, Any]) -> AfterCommit:
+        await ProjectRepository.upsert(
+            conn, p["project_id"], organizer_id=p["organizer_id"], title=p["title"]
+        )
+        prepared = await self._notify(
+            conn,
+            p["follower_ids"],
+            kind="project_update",
+            title=p["title"],
+            body=f"{p['title']} has news.",
+            data={"project_id": p["project_id"]},
+        )
+        return self._after(prepared)
+
+    async def _user(self, conn: Queryable, _: Envelope, u: dict[str, Any]) -> AfterCommit:
+        await UserRepository.create_known(
+            conn,
+            user_id=u["user_id"],
+            email=u["email"],
+            display_name=u["display_name"],
+            role=u["role"],
+        )
+        return self._after(Prepared())
+
+    async def _payment_succeeded(
+        self, conn: Queryable, _: Envelope, p: dict[str, Any]
+    ) -> AfterCommit:
+        prepared = await self._notify(
+            conn,
+            [p["user_id"]],
+            kind="payment",
+            title="Payment received",
+            body=f"Thank you: your payment of {money(p['amount_minor'], p['currency'])} "
+            "went through.",
+            data={k: p[k] for k in ("amount_minor", "currency", "project_id", "payment_id")},
+        )
+        return self._after(prepared)
+
+    async def _payment_failed(self, conn: Queryable, _: Envelope, p: dict[str, Any]) -> AfterCommit:
+        reason = f" ({p['reason']})" if p["reason"] else ""
+        prepared = await self._notify(
+            conn,
+            [p["user_id"]],
+            kind="payment",
+            title="Payment failed",
+            body=f"Your payment of {money(p['amount_minor'], p['currency'])} did not go through"
+            f"{reason}. Nothing was charged.",
+            data={k: p[k] for k in ("amount_minor", "currency", "project_id", "payment_id")},
+            channels=("in_app", "push", "email"),
+        )
+        return self._after(prepared)
+
+    async def _lesson(self, conn: Queryable, _: Envelope, p: dict[str, Any]) -> AfterCommit:
+        prepared = await self._notify(
+            conn,
+            [p["user_id"]],
+            kind="lesson",
+            title="Lesson completed",
+            body=f"You finished “{p['lesson_title']}” in {p['course_title']}.",
+            data={"course_title": p["course_title"], "lesson_title": p["lesson_title"]},
+        )
+        return self._after(prepared)

@@ -1,0 +1,98 @@
+"""Which incoming events were applied, and the outbox of events we produce."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from services.clock import iso
+from storage.db import Queryable
+
+__all__ = ["EventLog", "Outbox", "OutboxRecord"]
+
+
+class EventLog:
+    @staticmethod
+    async def mark_applied(conn: Queryable, event_id: str, *, type_: str, source: str) -> bool:
+        """Record the event inside the caller's transaction; False if it was applied before."""
+        done = await conn.fetchval(
+            """INSERT INTO applied_events (event_id, type, source) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING true""",
+            event_id,
+            type_,
+            source,
+        )
+        return bool(done)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    id: int
+    topic: str
+    key: str | None
+    value: bytes
+
+
+class Outbox:
+    """Events for Kafka, committed with what they report; a no-op without Kafka."""
+
+    def __init__(self, pool: asyncpg.Pool, *, topic: str, enabled: bool) -> None:
+        self._pool = pool
+        self._topic = topic
+        self.enabled = enabled
+
+    async def add(
+        self, conn: Queryable, type_: str, payload: dict[str, Any], *, key: str, now: float
+    ) -> None:
+        if not self.enabled:
+            return
+        envelope = {
+            "event_id": str(uuid.uuid4()),
+            "type": type_,
+            "occurred_at": iso(now),
+            "payload": payload,
+        }
+        await conn.execute(
+            "INSERT INTO outbox (topic, key, value, created_at) VALUES ($1, $2, $3::jsonb, $4)",
+            self._topic,
+            key,
+            orjson.dumps(envelope).decode(),
+            datetime.fromtimestamp(now, UTC),
+        )
+
+    async def publish_pending(
+        self, send: Callable[[list[OutboxRecord]], Awaitable[None]], *, limit: int = 200
+    ) -> int:
+        """Hand the oldest unpublished events to ``send``; mark them once it returns.
+
+        Rows stay locked (SKIP LOCKED for other nodes) while ``send`` runs; if it
+        raises, nothing is marked and the next round sends them again.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, topic, key, value::text AS value FROM outbox
+                    WHERE published_at IS NULL ORDER BY id LIMIT $1
+                      FOR UPDATE SKIP LOCKED""",
+                limit,
+            )
+            if not rows:
+                return 0
+            await send(
+                [OutboxRecord(r["id"], r["topic"], r["key"], r["value"].encode()) for r in rows]
+            )
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        return len(rows)
+
+    async def pending(self) -> int:
+        return int(
+            await self._pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        )

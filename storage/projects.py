@@ -1,0 +1,123 @@
+"""Crowdfunding projects as Lifeline knows them: organizer, totals, recent donations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from services.clock import iso
+from storage.db import Queryable
+
+__all__ = ["ProjectRepository"]
+
+RECENT = 10
+
+
+def _donation(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "amount_minor": row["amount_minor"],
+        "donor_display": row["donor_display"],
+        "message": row["message"],
+        "at": iso(row["at"]),
+    }
+
+
+class ProjectRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @staticmethod
+    async def upsert(
+        conn: Queryable, project_id: str, *, organizer_id: str | None, title: str | None
+    ) -> None:
+        await conn.execute(
+            """INSERT INTO projects (id, organizer_id, title) VALUES ($1, $2::uuid, $3)
+               ON CONFLICT (id) DO UPDATE
+                  SET organizer_id = COALESCE(EXCLUDED.organizer_id, projects.organizer_id),
+                      title = COALESCE(EXCLUDED.title, projects.title), updated_at = now()""",
+            project_id,
+            organizer_id,
+            title,
+        )
+
+    @staticmethod
+    async def add_donation(
+        conn: Queryable,
+        *,
+        event_id: str,
+        project_id: str,
+        amount_minor: int,
+        currency: str,
+        donor_id: str | None,
+        donor_display: str,
+        message: str | None,
+        at: float,
+    ) -> dict[str, Any] | None:
+        """Add a donation to its project's totals, all in SQL under the project's row lock.
+
+        Returns the project's new totals and organizer, or None if the currency
+        differs from the project's.
+        """
+        await conn.execute(
+            "INSERT INTO projects (id, currency) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            project_id,
+            currency,
+        )
+        project = await conn.fetchrow(
+            "SELECT currency, organizer_id::text AS organizer_id FROM projects"
+            " WHERE id = $1 FOR UPDATE",
+            project_id,
+        )
+        assert project is not None
+        if project["currency"] is not None and project["currency"] != currency:
+            return None
+        new_donor = donor_id is None or not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM donations WHERE project_id = $1 AND donor_id = $2)",
+            project_id,
+            donor_id,
+        )
+        await conn.execute(
+            """INSERT INTO donations (event_id, project_id, amount_minor, currency, donor_id,
+                                      donor_display, message, at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            event_id,
+            project_id,
+            amount_minor,
+            currency,
+            donor_id,
+            donor_display,
+            message,
+            datetime.fromtimestamp(at, UTC),
+        )
+        row = await conn.fetchrow(
+            """UPDATE projects SET total_minor = total_minor + $2,
+                      donors_count = donors_count + $3, currency = $4, updated_at = now()
+                WHERE id = $1
+            RETURNING total_minor, donors_count, currency, organizer_id::text AS organizer_id""",
+            project_id,
+            amount_minor,
+            1 if new_donor else 0,
+            currency,
+        )
+        assert row is not None
+        return dict(row)
+
+    async def ticker(self, project_id: str) -> dict[str, Any]:
+        row = await self._pool.fetchrow(
+            "SELECT total_minor, donors_count, currency FROM projects WHERE id = $1", project_id
+        )
+        recent = await self._pool.fetch(
+            """SELECT amount_minor, donor_display, message, at FROM donations
+                WHERE project_id = $1 ORDER BY at DESC, event_id LIMIT $2""",
+            project_id,
+            RECENT,
+        )
+        return {
+            "project_id": project_id,
+            "total_minor": row["total_minor"] if row else 0,
+            "currency": row["currency"] if row else None,
+            "donors_count": row["donors_count"] if row else 0,
+            "recent": [_donation(r) for r in recent],
+        }
