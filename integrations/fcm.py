@@ -8,12 +8,15 @@ service's ``_fcm_url`` is set, checked at start and covered by the FCM tests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import firebase_admin
+import google.auth.transport.requests
 import orjson
 from firebase_admin import credentials, exceptions, messaging
 
@@ -75,7 +78,7 @@ class FcmPush:
             return DeliveryOutcome("skipped", "no devices")
         messages = [
             messaging.Message(
-                token=token,
+                fid=token,  # firebase-admin 7.6+ names the registration token `fid`
                 notification=messaging.Notification(title=delivery.title, body=delivery.body),
                 data=_data({"kind": delivery.kind, **delivery.data}),
                 android=messaging.AndroidConfig(priority="high")
@@ -84,6 +87,7 @@ class FcmPush:
             )
             for token, _platform in devices
         ]
+        await self._fresh_credential()
         batch = await messaging.send_each_async(messages, app=self._app)
         dead = [
             token
@@ -102,5 +106,15 @@ class FcmPush:
             return DeliveryOutcome("retry", detail)
         return DeliveryOutcome("failed", detail)
 
-    def close(self) -> None:
-        firebase_admin.delete_app(self._app)
+    async def _fresh_credential(self) -> None:
+        """Refresh the OAuth token in a thread: the SDK would do it with blocking
+        ``requests`` inside the event loop, stalling every socket of the node."""
+        credential = self._app.credential.get_credential()
+        if not credential.valid:
+            await asyncio.to_thread(credential.refresh, google.auth.transport.requests.Request())
+
+    async def close(self) -> None:
+        # delete_app closes the SDK's async HTTP client with asyncio.run(), which
+        # needs a thread without a running loop.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(firebase_admin.delete_app, self._app)

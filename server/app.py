@@ -388,7 +388,7 @@ def _channels(
         if sms is not None:
             await sms.close()
         if push is not None:
-            push.close()
+            await push.close()
 
     return channels, close
 

@@ -20,10 +20,12 @@ from server.app import create_app
 from server.settings import AuthSettings, LimitSettings, ProviderSettings, Settings
 from storage.db import apply_migrations, create_pool
 from tests.clients import Api, Socket
-from tests.providers import ProviderRecorder
+from tests.providers import ProviderRecorder, SmtpRecorder
 from tests.services import (
     API_KEY,
     JWT_SECRET,
+    KAFKA_TOPICS,
+    KafkaBroker,
     NodeProcess,
     Postgres,
     RedisServer,
@@ -242,3 +244,21 @@ def provider_settings(settings: Settings, providers: ProviderRecorder) -> Settin
             twilio_base_url=env["LIFELINE_TWILIO_BASE_URL"],
         ),
     )
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpRecorder]:
+    recorder = SmtpRecorder()
+    recorder.controller.start()
+    yield recorder
+    recorder.controller.stop()
+
+
+@pytest.fixture
+async def kafka(tmp_path: Path) -> AsyncIterator[KafkaBroker]:
+    """A fresh Kafka-protocol broker with Lifeline's topics (and their dead-letter topics)."""
+    broker = KafkaBroker(free_port(), tmp_path / "tansu.log")
+    broker.start()
+    await broker.create_topics(KAFKA_TOPICS + [t + ".dlq" for t in KAFKA_TOPICS[:4]])
+    yield broker
+    broker.stop()

