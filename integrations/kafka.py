@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -99,34 +100,28 @@ class KafkaBridge:
             auto_offset_reset="earliest",
             max_poll_records=100,
         )
-        await producer.start()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            # Registered before start(): a start cut short (cancelled, broker gone) still closes.
+            stack.push_async_callback(_quietly, producer.stop)
+            await producer.start()
+            stack.push_async_callback(_quietly, consumer.stop)
             await consumer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        self._producer = producer
-        self._broker_up = True
-        tasks = [
-            asyncio.create_task(self._consume(consumer), name="kafka-consume"),
-            asyncio.create_task(self._publish_outbox(), name="kafka-outbox"),
-            asyncio.create_task(self._watch(producer, consumer), name="kafka-watch"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
-            self._producer = None
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            self._producer = producer
+            self._broker_up = True
+            tasks = [
+                asyncio.create_task(self._consume(consumer), name="kafka-consume"),
+                asyncio.create_task(self._publish_outbox(), name="kafka-outbox"),
+                asyncio.create_task(self._watch(producer, consumer), name="kafka-watch"),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                self._producer = None
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _ensure_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
@@ -243,6 +238,11 @@ class KafkaBridge:
         ]
         await asyncio.gather(*futures)
         self._metrics.kafka_produced.inc(len(records))
+
+
+async def _quietly(stop: Callable[[], Awaitable[None]]) -> None:
+    with contextlib.suppress(Exception):
+        await stop()
 
 
 class _Retry(Exception):
