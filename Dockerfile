@@ -1,4 +1,9 @@
 # syntax=docker/dockerfile:1
+FROM node:20-slim AS web
+WORKDIR /web
+COPY handlers/dashboard/package.json handlers/dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -8,6 +13,7 @@ COPY realtime realtime
 COPY services services
 COPY storage storage
 COPY integrations integrations
+COPY --from=web /web/node_modules handlers/dashboard/node_modules
 RUN python -m venv /opt/lifeline && /opt/lifeline/bin/pip install --no-cache-dir .
 
 FROM python:3.12-slim

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from handlers.common import json_response
+from handlers.dashboard import CSP
 from server.keys import NODE
 from server.logs import request_id_var
 from services.errors import AppError, Internal, Invalid, MethodNotAllowed, NotFound, TooLarge
@@ -17,6 +18,13 @@ from storage.errors import as_app_error
 __all__ = ["error_response", "lifeline_middleware"]
 
 log = logging.getLogger(__name__)
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": CSP,
+}
 
 
 def error_response(error: AppError) -> web.Response:
@@ -64,6 +72,8 @@ async def lifeline_middleware(request: web.Request, handler: Handler) -> web.Str
             metrics.errors.labels(error.code, "http").inc()
             response = error_response(error)
         response.headers["X-Request-Id"] = request_id
+        if not response.prepared:  # a WebSocket's answer went out long ago
+            response.headers.update(_SECURITY_HEADERS)
         metrics.http_requests.labels(route, request.method, str(response.status)).inc()
         return response
     finally:

@@ -60,6 +60,10 @@ class SocketDoor:
         sio.on("disconnect", self._disconnect_live, namespace=rooms.LIVE)
         sio.on("*", self._unknown_live, namespace=rooms.LIVE)
 
+    @property
+    def socket_count(self) -> int:
+        return len(self._sessions) + len(self._live_sids)
+
     # -- registration -----------------------------------------------------------------------
 
     def on(self, event: str, handler: Handler) -> None:

@@ -18,9 +18,11 @@ import socketio
 from aiohttp import web
 from argon2 import PasswordHasher
 from argon2 import Type as Argon2Type
+from prometheus_client import Counter
 from redis.asyncio import Redis
 
 from handlers import auth as auth_routes
+from handlers import dashboard as dashboard_routes
 from handlers import notifications as notification_routes
 from handlers import ops as ops_routes
 from handlers import projects as project_routes
@@ -49,6 +51,7 @@ from services.delivery import Channel, DeliveryWorker, NotConfigured, PushOutbox
 from services.donations import TickerService
 from services.events import EventService
 from services.notifications import NotificationService
+from services.ops import OpsService
 from services.presence import PresenceService
 from services.publish import PublishService
 from services.sos import SosRules, SosService
@@ -58,6 +61,7 @@ from storage.db import Database, apply_migrations, create_pool
 from storage.deliveries import DeliveryRepository
 from storage.events import Outbox
 from storage.messages import MessageRepository
+from storage.nodes import InProcessNodes, RedisNodes
 from storage.notifications import NotificationRepository
 from storage.presence import InProcessPresence, PresenceStore, RedisPresence
 from storage.projects import ProjectRepository
@@ -124,6 +128,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.add_routes(sos_routes.routes)
     app.add_routes(notification_routes.routes)
     app.add_routes(project_routes.routes)
+    app.add_routes(dashboard_routes.routes)
 
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_shared_state)
@@ -219,6 +224,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             type=Argon2Type.ID,
         ),
         external=external,
+        admin_emails=frozenset(auth_settings.admin_emails),
     )
     if not settings.cluster:
         await auth.load_revocations()
@@ -298,6 +304,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     tickers = TickerService(projects, fanout)
     door = app[_DOOR]
+    metrics = node.metrics
+    ops = OpsService(
+        node_id=settings.node_id,
+        nodes=RedisNodes(node.redis, prefix=settings.redis_prefix)
+        if node.redis is not None
+        else InProcessNodes(node.clock),
+        users=UserRepository(pool),
+        alerts=SosRepository(pool, outbox=outbox),
+        deliveries=deliveries,
+        clock=node.clock,
+        socket_count=lambda: door.socket_count,
+        events_total=lambda: _total(metrics.events_in) + _total(metrics.events_out),
+    )
     chat_events.register(door, chat, presence)
     sos_events.register(door, sos)
     live_events.register(door, tickers, notifications)
@@ -311,12 +330,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         notifications=notifications,
         events=events,
         tickers=tickers,
+        ops=ops,
     )
     await node.bus.start()
     tasks = [
         asyncio.create_task(presence.run(), name="presence-upkeep"),
         asyncio.create_task(worker.run(), name="deliveries"),
         asyncio.create_task(sos.run(), name="sos-scheduler"),
+        asyncio.create_task(ops.run(), name="node-figures"),
     ]
     if settings.kafka_bootstrap_servers:
         bridge = KafkaBridge(
@@ -341,6 +362,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await close_channels()
     await sio.shutdown()
     await http.close()
+
+
+def _total(counter: Counter) -> float:
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
 
 
 def _channels(

@@ -18,6 +18,7 @@ from services.delivery import DeliveryWorker
 from services.donations import TickerService
 from services.events import EventService
 from services.notifications import NotificationService
+from services.ops import OpsService
 from services.presence import PresenceService
 from services.publish import PublishService
 from services.sos import SosService
@@ -40,6 +41,7 @@ class Services:
     notifications: NotificationService
     events: EventService
     tickers: TickerService
+    ops: OpsService
 
 
 @dataclass

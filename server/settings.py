@@ -49,6 +49,8 @@ class AuthSettings:
     # argon2id cost; tests lower it to stay fast.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
+    # Accounts registered with these emails get the role admin (the operator view).
+    admin_emails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,11 @@ class Settings:
             login_lockout_s=reader.integer("LIFELINE_LOGIN_LOCKOUT_S", 15 * 60, minimum=1),
             argon2_time_cost=reader.integer("LIFELINE_ARGON2_TIME_COST", 3, minimum=1),
             argon2_memory_kib=reader.integer("LIFELINE_ARGON2_MEMORY_KIB", 65536, minimum=1024),
+            admin_emails=tuple(
+                e.strip().lower()
+                for e in reader.text("LIFELINE_ADMIN_EMAILS", "").split(",")
+                if e.strip()
+            ),
         )
         limits = LimitSettings(
             max_payload_bytes=reader.integer("LIFELINE_MAX_PAYLOAD_BYTES", 64 * 1024, minimum=1024),

@@ -137,6 +137,7 @@ class AuthService:
         refresh_ttl_s: int,
         hasher: PasswordHasher,
         external: JwksVerifier | None = None,
+        admin_emails: frozenset[str] = frozenset(),
     ) -> None:
         self._users = users
         self._tokens = tokens
@@ -152,6 +153,7 @@ class AuthService:
         self._external = external
         # Verifying against this keeps a login for an unknown email as slow as a real one.
         self._dummy_hash = hasher.hash("lifeline-timing-equalizer")
+        self._admin_emails = frozenset(e.lower() for e in admin_emails)
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -172,6 +174,8 @@ class AuthService:
         if len(password) < 8:
             raise Invalid("password must be at least 8 characters")
         e164 = normalize_phone(phone) if phone else None
+        if email.lower() in self._admin_emails:
+            role = "admin"  # operators are named by configuration, never self-appointed
         hashed = await asyncio.to_thread(self._hasher.hash, password)
         user = await self._users.create(
             email=email,

@@ -127,6 +127,19 @@ class DeliveryRepository:
             result[:500],
         )
 
+    async def counts(self, *, since: float) -> dict[str, dict[str, int]]:
+        """{channel: {status: count}} of deliveries created since then."""
+        rows = await self._pool.fetch(
+            """SELECT channel, CASE WHEN status = 'pending' AND attempts > 0 THEN 'retrying'
+                                    ELSE status END AS status, count(*) AS n
+                 FROM deliveries WHERE created_at >= $1 GROUP BY 1, 2 ORDER BY 1, 2""",
+            _ts(since),
+        )
+        found: dict[str, dict[str, int]] = {}
+        for r in rows:
+            found.setdefault(r["channel"], {})[r["status"]] = int(r["n"])
+        return found
+
     async def of_source(self, source: str, source_id: str) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(
             """SELECT id, channel, user_id::text AS user_id, address, kind, status, attempts,

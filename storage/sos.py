@@ -336,6 +336,28 @@ class SosRepository:
                 expired.append(alert)
         return expired
 
+    async def open_alerts(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Active and acknowledged alerts with their newest position, newest first."""
+        rows = await self._pool.fetch(
+            _ALERT
+            + """ WHERE a.status IN ('active', 'acknowledged')
+                         ORDER BY a.created_at DESC LIMIT $1""",
+            limit,
+        )
+        return [
+            {
+                "id": r["id"],
+                "user_id": r["user_id"],
+                "display_name": r["raiser_name"],
+                "status": r["status"],
+                "escalation_level": r["escalation_level"],
+                "lat": r["last_lat"],
+                "lon": r["last_lon"],
+                "created_at": iso(r["created_at"]),
+            }
+            for r in rows
+        ]
+
     async def record(
         self,
         alert_id: str,

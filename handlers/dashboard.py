@@ -1,0 +1,64 @@
+"""The web dashboard: static pages and their one data route, all served by the node itself.
+
+The pages load only their own scripts (the Content Security Policy forbids
+inline ones) and the socket.io client installed from the npm registry by
+the project's setup (``npm ci --prefix handlers/dashboard``), never a CDN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from handlers.common import json_response, require_identity
+from server.keys import NODE
+from services.errors import Unavailable
+
+__all__ = ["CSP", "routes"]
+
+routes = web.RouteTableDef()
+
+_HERE = Path(__file__).resolve().parent / "dashboard"
+STATIC = _HERE / "static"
+VENDOR = _HERE / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def _page(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.FileResponse:
+    return _page("index.html")
+
+
+@routes.get("/projects/{project_id}")
+async def project(request: web.Request) -> web.FileResponse:
+    return _page("project.html")
+
+
+@routes.get("/operator")
+async def operator(request: web.Request) -> web.FileResponse:
+    return _page("operator.html")
+
+
+@routes.get("/static/vendor/socket.io.min.js")
+async def socketio_client(request: web.Request) -> web.FileResponse:
+    if not VENDOR.is_file():
+        raise Unavailable("the dashboard's socket.io client is not installed: run scripts/setup")
+    return web.FileResponse(VENDOR, headers={"Cache-Control": "public, max-age=3600"})
+
+
+routes.static("/static", STATIC)
+
+
+@routes.get("/api/v1/ops/overview")
+async def overview(request: web.Request) -> web.Response:
+    identity = await require_identity(request)
+    return json_response(await request.app[NODE].services.ops.overview(identity.user_id))
