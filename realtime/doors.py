@@ -19,8 +19,9 @@ from realtime import rooms
 from realtime.acks import error_ack, ok_ack
 from realtime.sessions import SocketSession, SocketSessions
 from server.metrics import Metrics
+from services.abuse import ConnectionPolicy, EventBudget
 from services.auth import AuthService
-from services.errors import Internal, Unauthorized, Unavailable
+from services.errors import Internal, RateLimited, Unauthorized, Unavailable
 from services.validation import Payload, as_payload
 from storage.errors import as_app_error
 
@@ -41,6 +42,7 @@ class SocketDoor:
         sessions: SocketSessions,
         metrics: Metrics,
         auth: Callable[[], AuthService],
+        budget: EventBudget | None = None,
     ) -> None:
         self._sio = sio
         self._sessions = sessions
@@ -53,6 +55,8 @@ class SocketDoor:
         self._idle.set()
         self._draining = False
         self._live_sids: set[str] = set()
+        self._budget = budget
+        self._policy: ConnectionPolicy | None = None
         sio.on("connect", self._connect, namespace=rooms.MAIN)
         sio.on("disconnect", self._disconnect, namespace=rooms.MAIN)
         sio.on("*", self._unknown, namespace=rooms.MAIN)
@@ -81,9 +85,13 @@ class SocketDoor:
             async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
                 return await handler(sid, payload)
 
-            return await self._run(event, None, args, call)
+            return await self._run(event, None, args, call, sid=sid, namespace=rooms.LIVE)
 
         self._sio.on(event, dispatch, namespace=rooms.LIVE)
+
+    def guard(self, policy: ConnectionPolicy) -> None:
+        """Limit connections per address and sockets per user with this policy."""
+        self._policy = policy
 
     def on_connect(self, hook: Hook) -> None:
         """Runs once an authenticated socket is connected; a failure refuses it."""
@@ -122,9 +130,14 @@ class SocketDoor:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
         token = auth.get("token") if isinstance(auth, dict) else None
         service = self._auth()
+        address = _address(environ)
         try:
+            if self._policy is not None:
+                await self._policy.admit_address(address)
             identity = await service.authenticate(token)
-            session = SocketSession(sid=sid, identity=identity, address=_address(environ))
+            if self._policy is not None:
+                await self._policy.admit_user(identity.user_id)
+            session = SocketSession(sid=sid, identity=identity, address=address)
             self._sessions.add(session)
             # A logout that raced this connect must not leave its socket behind.
             if await service.is_revoked(identity):
@@ -172,6 +185,8 @@ class SocketDoor:
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         self._release_poll(sid, rooms.MAIN, reason)
+        if self._budget is not None:
+            self._budget.forget(sid)
         session = self._sessions.remove(sid)
         if session is None:
             return
@@ -185,12 +200,21 @@ class SocketDoor:
     async def _connect_live(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if self._draining:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
+        if self._policy is not None:
+            try:
+                await self._policy.admit_address(_address(environ))
+            except Exception as exc:
+                error = as_app_error(exc)
+                self._metrics.connections_refused.labels(error.code).inc()
+                raise socketio.exceptions.ConnectionRefusedError(error.code) from None
         self._live_sids.add(sid)
         self._metrics.sockets.labels(rooms.LIVE).inc()
         return True
 
     async def _disconnect_live(self, sid: str, reason: Any = None) -> None:
         self._release_poll(sid, rooms.LIVE, reason)
+        if self._budget is not None:
+            self._budget.forget(sid)
         if sid in self._live_sids:
             self._live_sids.discard(sid)
             self._metrics.sockets.labels(rooms.LIVE).dec()
@@ -215,7 +239,7 @@ class SocketDoor:
                 raise Unauthorized()
             return await handler(session, payload)
 
-        return await self._run(event, session, args, call)
+        return await self._run(event, session, args, call, sid=sid, namespace=rooms.MAIN)
 
     async def _run(
         self,
@@ -223,9 +247,22 @@ class SocketDoor:
         session: SocketSession | None,
         args: tuple[Any, ...],
         call: Callable[[SocketSession | None, Payload], Awaitable[dict[str, Any] | None]],
+        *,
+        sid: str,
+        namespace: str,
     ) -> dict[str, Any]:
         started = time.perf_counter()
         self._metrics.events_in.labels(event).inc()
+        if self._budget is not None:
+            verdict = self._budget.spend(sid)
+            if verdict is not True:
+                self._metrics.errors.labels("rate_limited", "socket").inc()
+                if verdict is None:
+                    log.warning("disconnecting a socket that keeps flooding", extra={"sid": sid})
+                    asyncio.get_running_loop().create_task(
+                        self._sio.disconnect(sid, namespace=namespace)
+                    )
+                return error_ack(RateLimited("too many events from this socket; slow down"))
         self._in_flight += 1
         self._idle.clear()
         try:

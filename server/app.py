@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,6 +45,7 @@ from realtime.sessions import SocketSessions
 from server.keys import NODE, Node, Services
 from server.metrics import Metrics
 from server.settings import Settings
+from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.auth import AuthService, LoginThrottle
 from services.chat import ChatLimits, ChatService
 from services.clock import Clock, SystemClock
@@ -85,7 +87,10 @@ class _Json:
 
     @staticmethod
     def dumps(obj: Any, **_: Any) -> str:
-        return orjson.dumps(obj).decode()
+        try:
+            return orjson.dumps(obj).decode()
+        except TypeError:  # integers beyond 64 bits, which JSON allows
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
@@ -104,9 +109,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        cors_allowed_origins=list(settings.cors_origins)
-        if "*" not in settings.cors_origins
-        else "*",
+        # None: python-engineio accepts only the node's own origin (and clients that send
+        # none, as native apps do); a list adds origins; "*" opens it to every site.
+        cors_allowed_origins=_cors(settings.cors_origins),
         max_http_buffer_size=limit,
         json=_Json,
         ping_interval=20,
@@ -116,7 +121,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     )
     sio.attach(app, socketio_path="socket.io")
     sessions = SocketSessions()
-    door = SocketDoor(sio, sessions=sessions, metrics=node.metrics, auth=node.require_auth)
+    door = SocketDoor(
+        sio,
+        sessions=sessions,
+        metrics=node.metrics,
+        auth=node.require_auth,
+        budget=EventBudget(_abuse_limits(settings), node.clock.monotonic),
+    )
     app[SOCKETIO] = sio
     app[_DOOR] = door
     app[_SESSIONS] = sessions
@@ -317,6 +328,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         socket_count=lambda: door.socket_count,
         events_total=lambda: _total(metrics.events_in) + _total(metrics.events_out),
     )
+    door.guard(ConnectionPolicy(node.state, presence, _abuse_limits(settings)))
     chat_events.register(door, chat, presence)
     sos_events.register(door, sos)
     live_events.register(door, tickers, notifications)
@@ -362,6 +374,23 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await close_channels()
     await sio.shutdown()
     await http.close()
+
+
+def _cors(origins: tuple[str, ...]) -> str | list[str] | None:
+    if "*" in origins:
+        return "*"
+    return list(origins) or None
+
+
+def _abuse_limits(settings: Settings) -> AbuseLimits:
+    limits = settings.limits
+    return AbuseLimits(
+        connections_per_address=limits.connections_per_address,
+        connection_window_s=limits.connection_window_s,
+        sockets_per_user=limits.sockets_per_user,
+        events_per_s=limits.socket_events_per_s,
+        event_burst=limits.socket_event_burst,
+    )
 
 
 def _total(counter: Counter) -> float:

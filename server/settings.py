@@ -59,6 +59,11 @@ class LimitSettings:
     chat_send_per_window: int = 20
     chat_send_window_s: float = 10.0
     presence_ttl_s: float = 8.0
+    connections_per_address: int = 120
+    connection_window_s: float = 10.0
+    sockets_per_user: int = 20
+    socket_events_per_s: float = 20.0
+    socket_event_burst: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,8 @@ class Settings:
     db_pool_min: int = 2
     db_pool_max: int = 20
     log_level: str = "INFO"
-    cors_origins: tuple[str, ...] = ("*",)
+    # Browser origins allowed besides the node's own; empty: same origin only.
+    cors_origins: tuple[str, ...] = ()
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     sos: SosSettings = field(default_factory=SosSettings)
@@ -198,6 +204,12 @@ class Settings:
             chat_send_per_window=reader.integer("LIFELINE_CHAT_SEND_LIMIT", 20, minimum=1),
             chat_send_window_s=reader.number("LIFELINE_CHAT_SEND_WINDOW_S", 10.0, minimum=0.1),
             presence_ttl_s=reader.number("LIFELINE_PRESENCE_TTL_S", 8.0, minimum=1.0),
+            connections_per_address=reader.integer(
+                "LIFELINE_CONNECTIONS_PER_ADDRESS", 120, minimum=1
+            ),
+            sockets_per_user=reader.integer("LIFELINE_SOCKETS_PER_USER", 20, minimum=1),
+            socket_events_per_s=reader.number("LIFELINE_SOCKET_EVENTS_PER_S", 20.0, minimum=0.1),
+            socket_event_burst=reader.integer("LIFELINE_SOCKET_EVENT_BURST", 60, minimum=1),
         )
         sos = SosSettings(
             escalate_after_s=reader.number("LIFELINE_SOS_ESCALATE_AFTER_S", 60.0, minimum=1.0),
@@ -255,7 +267,7 @@ class Settings:
                 "LIFELINE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
             cors_origins=tuple(
-                o.strip() for o in reader.text("LIFELINE_CORS_ORIGINS", "*").split(",") if o.strip()
+                o.strip() for o in reader.text("LIFELINE_CORS_ORIGINS", "").split(",") if o.strip()
             ),
             auth=auth,
             limits=limits,

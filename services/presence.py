@@ -83,6 +83,10 @@ class PresenceService:
 
     # -- questions --------------------------------------------------------------------------
 
+    async def socket_count(self, user_id: str) -> int:
+        """The user's connected sockets on every node."""
+        return await self._store.count(_ONLINE, user_id)
+
     async def connected_among(self, user_ids: Iterable[str]) -> set[str]:
         """Those of these users with a socket on any node."""
         return await self._store.present(_ONLINE, user_ids)

@@ -41,6 +41,10 @@ class PresenceStore(Protocol):
 
     async def users(self, scope: str) -> list[str]: ...
 
+    async def count(self, scope: str, user_id: str) -> int:
+        """How many entries the user has in the scope (sockets, for ``online``)."""
+        ...
+
     async def present(self, scope: str, user_ids: Iterable[str]) -> set[str]: ...
 
     async def sweep(self, now: float) -> list[tuple[str, str]]:
@@ -78,6 +82,9 @@ class InProcessPresence:
 
     async def users(self, scope: str) -> list[str]:
         return list(self._counts.get(scope, ()))
+
+    async def count(self, scope: str, user_id: str) -> int:
+        return self._counts.get(scope, Counter()).get(user_id, 0)
 
     async def present(self, scope: str, user_ids: Iterable[str]) -> set[str]:
         counts = self._counts.get(scope, Counter())
@@ -168,6 +175,10 @@ class RedisPresence:
     async def users(self, scope: str) -> list[str]:
         raw = await self._redis.hkeys(self._scope_prefix + scope)
         return [u.decode() if isinstance(u, bytes) else u for u in raw]
+
+    async def count(self, scope: str, user_id: str) -> int:
+        raw = await self._redis.hget(self._scope_prefix + scope, user_id)
+        return int(raw) if raw is not None else 0
 
     async def present(self, scope: str, user_ids: Iterable[str]) -> set[str]:
         wanted = list(user_ids)

@@ -128,7 +128,9 @@ async def test_rooms_list_last_seq_and_unread(server: Running, sockets: SocketFa
 async def test_history_pages_newest_first_for_members_only(
     make_server: ServerFactory, sockets: SocketFactory
 ) -> None:
-    server = await make_server(limits=LimitSettings(chat_send_per_window=1000))
+    server = await make_server(
+        limits=LimitSettings(chat_send_per_window=1000, socket_event_burst=1000)
+    )
     alice, bob = await server.api.register(), await server.api.register()
     room = await make_room(server.api, alice, [bob])
     socket, _ = await _joined(sockets, server, alice, room["id"])

@@ -31,7 +31,8 @@ async def test_concurrent_sends_from_two_nodes_get_seq_1_to_1000_delivered_once(
     cluster: Cluster, http: aiohttp.ClientSession, sockets: SocketFactory
 ) -> None:
     one, two = await asyncio.gather(
-        cluster(LIFELINE_CHAT_SEND_LIMIT="1000"), cluster(LIFELINE_CHAT_SEND_LIMIT="1000")
+        cluster(LIFELINE_CHAT_SEND_LIMIT="1000", LIFELINE_SOCKET_EVENT_BURST="1000"),
+        cluster(LIFELINE_CHAT_SEND_LIMIT="1000", LIFELINE_SOCKET_EVENT_BURST="1000"),
     )
     api = Api(one.url, http)
     users = [await api.register(display_name=f"user {n}") for n in range(20)]
@@ -62,7 +63,8 @@ async def test_a_client_that_resyncs_on_the_other_node_misses_nothing(
     cluster: Cluster, http: aiohttp.ClientSession, sockets: SocketFactory
 ) -> None:
     one, two = await asyncio.gather(
-        cluster(LIFELINE_CHAT_SEND_LIMIT="1000"), cluster(LIFELINE_CHAT_SEND_LIMIT="1000")
+        cluster(LIFELINE_CHAT_SEND_LIMIT="1000", LIFELINE_SOCKET_EVENT_BURST="1000"),
+        cluster(LIFELINE_CHAT_SEND_LIMIT="1000", LIFELINE_SOCKET_EVENT_BURST="1000"),
     )
     api = Api(one.url, http)
     alice, bob = await api.register(), await api.register()
