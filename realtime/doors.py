@@ -123,6 +123,31 @@ class SocketDoor:
             except Exception:  # a socket that is already gone
                 log.debug("dropping a transport failed", exc_info=True)
 
+    async def cut_slow_readers(self, max_queued: int, every_s: float = 0.5) -> None:
+        """Disconnect sockets whose unsent packets pile up, until cancelled.
+
+        python-engineio queues outgoing packets per socket without a bound; a
+        client that stops reading would grow the node's memory forever. A
+        socket over ``max_queued`` packets is dropped (it may reconnect and
+        resync); the others in its rooms are not slowed by it.
+        """
+        while True:
+            await asyncio.sleep(every_s)
+            for socket in list(self._sio.eio.sockets.values()):
+                try:
+                    if socket.queue.qsize() <= max_queued or socket.closed:
+                        continue
+                    log.warning(
+                        "disconnecting a socket that does not read", extra={"sid": socket.sid}
+                    )
+                    self._metrics.connections_refused.labels("slow_reader").inc()
+                    while not socket.queue.empty():  # free the memory at once
+                        socket.queue.get_nowait()
+                    await socket.close(wait=False, abort=True)
+                    await socket.queue.put(None)
+                except Exception:
+                    log.debug("checking a socket's queue failed", exc_info=True)
+
     # -- connection -------------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:

@@ -69,7 +69,7 @@ from storage.presence import InProcessPresence, PresenceStore, RedisPresence
 from storage.projects import ProjectRepository
 from storage.rooms import RoomRepository
 from storage.sos import SosRepository
-from storage.state import EphemeralState, InProcessState, RedisState
+from storage.state import EphemeralState, InProcessState, RedisState, ResilientState
 from storage.tokens import TokenRepository
 from storage.users import UserRepository
 
@@ -175,7 +175,11 @@ async def _shared_state(app: web.Application) -> AsyncIterator[None]:
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
         )
         await redis.ping()
-        state = RedisState(redis, prefix=settings.redis_prefix)
+        state = ResilientState(
+            RedisState(redis, prefix=settings.redis_prefix),
+            InProcessState(node.clock),
+            on_fallback=lambda op: node.metrics.bus_errors.labels("state-" + op).inc(),
+        )
         bus = RedisPeerBus(
             redis,
             prefix=settings.redis_prefix,
@@ -350,6 +354,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(worker.run(), name="deliveries"),
         asyncio.create_task(sos.run(), name="sos-scheduler"),
         asyncio.create_task(ops.run(), name="node-figures"),
+        asyncio.create_task(
+            door.cut_slow_readers(settings.limits.socket_queue_max), name="slow-readers"
+        ),
     ]
     if settings.kafka_bootstrap_servers:
         bridge = KafkaBridge(

@@ -64,6 +64,7 @@ class LimitSettings:
     sockets_per_user: int = 20
     socket_events_per_s: float = 20.0
     socket_event_burst: int = 60
+    socket_queue_max: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,7 @@ class Settings:
             sockets_per_user=reader.integer("LIFELINE_SOCKETS_PER_USER", 20, minimum=1),
             socket_events_per_s=reader.number("LIFELINE_SOCKET_EVENTS_PER_S", 20.0, minimum=0.1),
             socket_event_burst=reader.integer("LIFELINE_SOCKET_EVENT_BURST", 60, minimum=1),
+            socket_queue_max=reader.integer("LIFELINE_SOCKET_QUEUE_MAX", 1000, minimum=10),
         )
         sos = SosSettings(
             escalate_after_s=reader.number("LIFELINE_SOS_ESCALATE_AFTER_S", 60.0, minimum=1.0),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from services.clock import Clock
 from services.ports import Fanout
@@ -19,6 +20,7 @@ from storage.presence import Entry, PresenceStore
 __all__ = ["PresenceService"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _ONLINE = "online"
 _ROOM = "room:"
@@ -49,7 +51,9 @@ class PresenceService:
 
     async def connected(self, sid: str, user_id: str) -> None:
         self._local[sid] = (user_id, {_ONLINE})
-        await self._store.add([(_ONLINE, user_id, sid)], self._expiry())
+        # Presence is best effort: a store outage must not refuse sockets. The
+        # heartbeat writes the entry once the store answers again.
+        await self._tolerate(self._store.add([(_ONLINE, user_id, sid)], self._expiry()))
 
     async def joined(self, sid: str, user_id: str, room_id: str) -> list[str]:
         """Mark the socket present in the room; the users present there now."""
@@ -57,11 +61,14 @@ class PresenceService:
         if local is None:  # disconnected meanwhile
             return await self._store.users(_ROOM + room_id)
         local[1].add(_ROOM + room_id)
-        await self._store.add([(_ROOM + room_id, user_id, sid)], self._expiry())
+        await self._tolerate(self._store.add([(_ROOM + room_id, user_id, sid)], self._expiry()))
         await self._fanout.to_room(
             room_id, "presence", _event(room_id, user_id, "online"), skip_sid=sid
         )
-        return await self._store.users(_ROOM + room_id)
+        users = await self._tolerate(self._store.users(_ROOM + room_id))
+        if users is None:  # the store is down: at least this node's own knowledge
+            users = sorted({u for u, scopes in self._local.values() if _ROOM + room_id in scopes})
+        return users
 
     def has_joined(self, sid: str, room_id: str) -> bool:
         local = self._local.get(sid)
@@ -72,24 +79,27 @@ class PresenceService:
         if local is None or _ROOM + room_id not in local[1]:
             return
         local[1].discard(_ROOM + room_id)
-        await self._announce(await self._store.remove([(_ROOM + room_id, local[0], sid)]))
+        gone = await self._tolerate(self._store.remove([(_ROOM + room_id, local[0], sid)]))
+        await self._announce(gone or [])
 
     async def disconnected(self, sid: str) -> None:
         local = self._local.pop(sid, None)
         if local is None:
             return
         user_id, scopes = local
-        await self._announce(await self._store.remove([(s, user_id, sid) for s in scopes]))
+        gone = await self._tolerate(self._store.remove([(s, user_id, sid) for s in scopes]))
+        await self._announce(gone or [])
 
     # -- questions --------------------------------------------------------------------------
 
     async def socket_count(self, user_id: str) -> int:
-        """The user's connected sockets on every node."""
-        return await self._store.count(_ONLINE, user_id)
+        """The user's connected sockets on every node (0 when the store is down)."""
+        return await self._tolerate(self._store.count(_ONLINE, user_id)) or 0
 
     async def connected_among(self, user_ids: Iterable[str]) -> set[str]:
-        """Those of these users with a socket on any node."""
-        return await self._store.present(_ONLINE, user_ids)
+        """Those of these users with a socket on any node (when unsure: nobody, so a
+        push goes out rather than nothing)."""
+        return await self._tolerate(self._store.present(_ONLINE, user_ids)) or set()
 
     # -- upkeep -----------------------------------------------------------------------------
 
@@ -126,6 +136,14 @@ class PresenceService:
             if scope.startswith(_ROOM):
                 room_id = scope[len(_ROOM) :]
                 await self._fanout.to_room(room_id, "presence", _event(room_id, user_id, "offline"))
+
+    async def _tolerate(self, call: Awaitable[T]) -> T | None:
+        try:
+            return await call
+        except Exception:
+            self._on_error("presence")
+            log.warning("presence store unreachable", exc_info=True)
+            return None
 
     async def stop(self) -> None:
         """Leave every room this node's sockets were in (a graceful shutdown)."""

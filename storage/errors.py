@@ -18,6 +18,9 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.QueryCanceledError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
+    # What asyncpg raises on a connection whose backend was terminated mid-query;
+    # we never share a connection between tasks, so it means "connection lost".
+    asyncpg.exceptions.InternalClientError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     ConnectionError,

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+import redis.exceptions
 from redis.asyncio import Redis
 
 from services.clock import Clock
 
-__all__ = ["EphemeralState", "InProcessState", "RedisState"]
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+__all__ = ["EphemeralState", "InProcessState", "RedisState", "ResilientState"]
 
 
 class EphemeralState(Protocol):
@@ -154,3 +157,49 @@ class RedisState:
 
     async def ping(self) -> None:
         await self._redis.ping()
+
+
+class ResilientState:
+    """Redis state that keeps counting in this process while Redis is unreachable.
+
+    Counters (rate limits, login throttling) fall back to per-node counting, so
+    chat on the sockets a node holds goes on during an outage. Flags
+    (revocations, lockouts) do not: reading or writing them without Redis is
+    ``unavailable``, because answering "not revoked" from an empty local set
+    would let a revoked token in.
+    """
+
+    def __init__(self, primary: RedisState, local: InProcessState, on_fallback: Any) -> None:
+        self._primary = primary
+        self._local = local
+        self._on_fallback = on_fallback
+
+    async def incr(self, key: str, window_s: float) -> tuple[int, float]:
+        try:
+            return await self._primary.incr(key, window_s)
+        except _REDIS_DOWN:
+            self._on_fallback("incr")
+            return await self._local.incr(key, window_s)
+
+    async def peek(self, key: str) -> tuple[int, float]:
+        try:
+            return await self._primary.peek(key)
+        except _REDIS_DOWN:
+            self._on_fallback("peek")
+            return await self._local.peek(key)
+
+    async def delete(self, *keys: str) -> None:
+        await self._local.delete(*keys)
+        try:
+            await self._primary.delete(*keys)
+        except _REDIS_DOWN:
+            self._on_fallback("delete")
+
+    async def set_flag(self, key: str, ttl_s: float) -> None:
+        await self._primary.set_flag(key, ttl_s)
+
+    async def flag_ttl(self, keys: Sequence[str]) -> float:
+        return await self._primary.flag_ttl(keys)
+
+    async def ping(self) -> None:
+        await self._primary.ping()
