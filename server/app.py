@@ -59,6 +59,7 @@ from services.publish import PublishService
 from services.sos import SosRules, SosService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
 from storage.contacts import ContactRepository
+from storage.crypto import FieldCipher
 from storage.db import Database, apply_migrations, create_pool
 from storage.deliveries import DeliveryRepository
 from storage.events import Outbox
@@ -102,6 +103,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         raise ValueError("create_app needs settings.database_url (the CLI starts an embedded one)")
     if not settings.auth.jwt_secret:
         raise ValueError("create_app needs settings.auth.jwt_secret")
+    if not settings.data_keys:
+        raise ValueError("create_app needs settings.data_keys (the CLI keeps one in development)")
     limit = settings.limits.max_payload_bytes
     app = web.Application(middlewares=[lifeline_middleware], client_max_size=limit)
     node = Node(settings=settings, clock=clock or SystemClock(), metrics=Metrics())
@@ -203,6 +206,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     assert node.state is not None and node.bus is not None
     sio = app[SOCKETIO]
     fanout = Fanout(sio, node.bus, app[_SESSIONS], node.metrics)
+    cipher = FieldCipher(dict(settings.data_keys))
     http = aiohttp.ClientSession()
     auth_settings = settings.auth
     external = (
@@ -216,7 +220,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         else None
     )
     auth = AuthService(
-        users=UserRepository(pool),
+        users=UserRepository(pool, cipher=cipher),
         tokens=TokenRepository(pool),
         state=node.state,
         throttle=LoginThrottle(
@@ -255,8 +259,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ttl_s=settings.limits.presence_ttl_s,
         on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
     )
-    deliveries = DeliveryRepository(pool)
-    notification_repo = NotificationRepository(pool)
+    deliveries = DeliveryRepository(pool, cipher=cipher)
+    notification_repo = NotificationRepository(pool, cipher=cipher)
     channels, close_channels = _channels(settings, notification_repo)
     worker = DeliveryWorker(
         deliveries,
@@ -283,9 +287,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     sos_settings = settings.sos
     sos = SosService(
-        contacts=ContactRepository(pool),
-        alerts=SosRepository(pool, outbox=outbox),
-        users=UserRepository(pool),
+        contacts=ContactRepository(pool, cipher=cipher),
+        alerts=SosRepository(pool, outbox=outbox, cipher=cipher, deliveries=deliveries),
+        users=UserRepository(pool, cipher=cipher),
         deliveries=deliveries,
         presence=presence,
         fanout=fanout,
@@ -303,6 +307,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     notifications = NotificationService(
         db=db,
         repo=notification_repo,
+        deliveries=deliveries,
         outbox=outbox,
         fanout=fanout,
         clock=node.clock,
@@ -312,7 +317,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     events = EventService(
         db=db,
         projects=projects,
-        users=UserRepository(pool),
+        users=UserRepository(pool, cipher=cipher),
         notifications=notifications,
         fanout=fanout,
         clock=node.clock,
@@ -325,8 +330,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         nodes=RedisNodes(node.redis, prefix=settings.redis_prefix)
         if node.redis is not None
         else InProcessNodes(node.clock),
-        users=UserRepository(pool),
-        alerts=SosRepository(pool, outbox=outbox),
+        users=UserRepository(pool, cipher=cipher),
+        alerts=SosRepository(pool, outbox=outbox, cipher=cipher, deliveries=deliveries),
         deliveries=deliveries,
         clock=node.clock,
         socket_count=lambda: door.socket_count,

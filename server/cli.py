@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import logging
 import secrets
 import sys
@@ -14,6 +16,7 @@ from aiohttp import web
 from server.embedded_pg import EmbeddedPostgres
 from server.logs import configure_logging
 from server.settings import DEV_API_KEY, Settings, SettingsError
+from storage.crypto import FieldCipher, parse_keys
 
 __all__ = ["main"]
 
@@ -32,9 +35,26 @@ def _dev_jwt_secret(data_dir: Path) -> str:
     return secret
 
 
+def _dev_data_key(data_dir: Path) -> tuple[tuple[str, bytes], ...]:
+    """Development only, like the JWT secret: one AES-256 key kept in the data folder."""
+    path = data_dir / "data_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("dev1:" + base64.b64encode(secrets.token_bytes(32)).decode())
+        path.chmod(0o600)
+    return tuple(parse_keys(path.read_text().strip()).items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lifeline", description="Start a Lifeline node.")
-    parser.parse_args(argv)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=("serve", "rotate-keys"),
+        help="serve (default), or rotate-keys: re-encrypt personal data with the first data key",
+    )
+    args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -43,12 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.node_id)
     if not settings.auth.jwt_secret:
         settings = settings.with_auth(jwt_secret=_dev_jwt_secret(settings.data_dir))
+    if not settings.data_keys:
+        settings = replace(settings, data_keys=_dev_data_key(settings.data_dir))
     embedded: EmbeddedPostgres | None = None
     if not settings.database_url:
         embedded = EmbeddedPostgres(settings.embedded_pg_dir)
         settings = replace(settings, database_url=embedded.start())
     from server.app import create_app  # after logging is set up
 
+    if args.command == "rotate-keys":
+        try:
+            assert settings.database_url is not None
+            counts = asyncio.run(_rotate(settings.database_url, settings.data_keys))
+            print("re-encrypted: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            return 0
+        finally:
+            if embedded is not None:
+                embedded.stop()
     try:
         app = create_app(settings)
         url = f"http://{settings.host}:{settings.port}"
@@ -68,3 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+async def _rotate(dsn: str, keys: tuple[tuple[str, bytes], ...]) -> dict[str, int]:
+    from storage.db import apply_migrations, create_pool
+    from storage.private_data import reencrypt
+
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await apply_migrations(pool)
+        return await reencrypt(pool, FieldCipher(dict(keys)))
+    finally:
+        await pool.close()

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from storage.crypto import parse_keys
+
 __all__ = [
     "DEV_API_KEY",
     "AuthSettings",
@@ -137,6 +139,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     sos: SosSettings = field(default_factory=SosSettings)
+    # AES-256 keys for personal data at rest, (key id, key); the first encrypts.
+    data_keys: tuple[tuple[str, bytes], ...] = ()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
 
@@ -164,12 +168,17 @@ class Settings:
         data_dir = Path(reader.text("LIFELINE_DATA_DIR", "./var"))
         api_key = reader.optional("LIFELINE_API_KEY")
         jwt_secret = reader.optional("LIFELINE_JWT_SECRET")
+        try:
+            data_keys = tuple(parse_keys(reader.text("LIFELINE_DATA_KEYS", "")).items())
+        except ValueError as exc:
+            raise SettingsError(f"LIFELINE_DATA_KEYS: {exc}") from None
         if production:
             missing = [
                 name
                 for name, value in (
                     ("LIFELINE_API_KEY", api_key),
                     ("LIFELINE_JWT_SECRET", jwt_secret),
+                    ("LIFELINE_DATA_KEYS", "x" if data_keys else None),
                     ("DATABASE_URL", reader.optional("DATABASE_URL")),
                 )
                 if not value
@@ -274,6 +283,7 @@ class Settings:
             auth=auth,
             limits=limits,
             sos=sos,
+            data_keys=data_keys,
             kafka=kafka,
             providers=providers,
         )

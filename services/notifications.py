@@ -105,6 +105,7 @@ class NotificationService:
         *,
         db: Database,
         repo: NotificationRepository,
+        deliveries: DeliveryRepository,
         outbox: Outbox,
         fanout: Fanout,
         clock: Clock,
@@ -112,6 +113,7 @@ class NotificationService:
     ) -> None:
         self._db = db
         self._repo = repo
+        self._deliveries = deliveries
         self._outbox = outbox
         self._fanout = fanout
         self._clock = clock
@@ -204,7 +206,7 @@ class NotificationService:
                 key=record.user_id,
                 now=now,
             )
-        await DeliveryRepository.enqueue(conn, owed, now=now)
+        await self._deliveries.enqueue(conn, owed, now=now)
         prepared.records = records
         prepared.owes_deliveries = bool(owed)
         return prepared

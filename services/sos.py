@@ -157,7 +157,7 @@ class SosService:
                         kind="sos",
                         title=f"SOS from {raiser.display_name}",
                         body=f"{raiser.display_name} needs help. Open Lifeline to see where.",
-                        data={"alert_id": alert_id, "lat": lat, "lon": lon},
+                        data={"alert_id": alert_id},  # the app reads where from the alert
                     )
                 )
             elif r.phone:

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.crypto import FieldCipher
+
 __all__ = ["ContactRecord", "ContactRepository"]
 
 
@@ -25,8 +27,14 @@ _COLUMNS = "id::text AS id, contact_user_id::text AS user_id, name, phone"
 
 
 class ContactRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cipher: FieldCipher) -> None:
         self._pool = pool
+        self._cipher = cipher
+
+    def _contact(self, row: asyncpg.Record) -> ContactRecord:
+        values = dict(row)
+        values["phone"] = self._cipher.decrypt(values["phone"], "phone")
+        return ContactRecord(**values)
 
     async def add(
         self, owner_id: str, *, user_id: str | None, name: str, phone: str | None, limit: int
@@ -48,9 +56,9 @@ class ContactRepository:
                 owner_id,
                 user_id,
                 name,
-                phone,
+                self._cipher.encrypt(phone, "phone"),
             )
-        return None if row is None else ContactRecord(**dict(row))
+        return None if row is None else self._contact(row)
 
     async def count(self, owner_id: str) -> int:
         return int(
@@ -65,7 +73,7 @@ class ContactRepository:
                  ORDER BY created_at, id""",
             owner_id,
         )
-        return [ContactRecord(**dict(r)) for r in rows]
+        return [self._contact(r) for r in rows]
 
     async def recipients_of(self, owner_id: str) -> list[tuple[str | None, str, str | None]]:
         """(user id, name, phone) of each contact; a user's own phone when none was given."""
@@ -76,7 +84,7 @@ class ContactRepository:
                 WHERE c.owner_id = $1::uuid ORDER BY c.created_at, c.id""",
             owner_id,
         )
-        return [(r["user_id"], r["name"], r["phone"]) for r in rows]
+        return [(r["user_id"], r["name"], self._cipher.decrypt(r["phone"], "phone")) for r in rows]
 
     async def delete(self, owner_id: str, contact_id: str) -> bool:
         done = await self._pool.execute(

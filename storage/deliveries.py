@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from storage.crypto import FieldCipher
 from storage.db import Queryable
 
 __all__ = ["Delivery", "DeliveryRepository", "NewDelivery"]
@@ -16,6 +17,16 @@ __all__ = ["Delivery", "DeliveryRepository", "NewDelivery"]
 
 def _ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _masked(address: str | None) -> str | None:
+    """Enough of a phone number or email to tell them apart, not to use them."""
+    if address is None:
+        return None
+    if "@" in address:
+        name, _, domain = address.partition("@")
+        return name[:1] + "•••@" + domain
+    return address[:3] + "•" * max(0, len(address) - 7) + address[-4:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +63,19 @@ _COLUMNS = """id, source, source_id, channel, user_id::text AS user_id, address,
               body, data, attempts"""
 
 
-def _delivery(row: asyncpg.Record) -> Delivery:
-    values = dict(row)
-    values["data"] = orjson.loads(values["data"])
-    return Delivery(**values)
-
-
 class DeliveryRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cipher: FieldCipher) -> None:
         self._pool = pool
+        self._cipher = cipher
 
-    @staticmethod
-    async def enqueue(conn: Queryable, deliveries: list[NewDelivery], *, now: float) -> None:
+    def _delivery(self, row: asyncpg.Record) -> Delivery:
+        values = dict(row)
+        values["data"] = orjson.loads(values["data"])
+        values["address"] = self._cipher.decrypt(values["address"], "address")
+        values["body"] = self._cipher.decrypt(values["body"], "body")
+        return Delivery(**values)
+
+    async def enqueue(self, conn: Queryable, deliveries: list[NewDelivery], *, now: float) -> None:
         """Add deliveries inside the caller's transaction: they exist iff it commits."""
         if not deliveries:
             return
@@ -77,10 +89,10 @@ class DeliveryRepository:
                     d.source_id,
                     d.channel,
                     d.user_id,
-                    d.address,
+                    self._cipher.encrypt(d.address, "address"),
                     d.kind,
                     d.title,
-                    d.body,
+                    self._cipher.encrypt(d.body, "body"),
                     orjson.dumps(d.data).decode(),
                     _ts(d.not_before if d.not_before is not None else now),
                     _ts(now),
@@ -106,7 +118,7 @@ class DeliveryRepository:
             _ts(now + lease_s),
             limit,
         )
-        return sorted((_delivery(r) for r in rows), key=lambda d: d.id)
+        return sorted((self._delivery(r) for r in rows), key=lambda d: d.id)
 
     async def finish(self, delivery_id: int, *, status: str, result: str, now: float) -> None:
         await self._pool.execute(
@@ -148,4 +160,7 @@ class DeliveryRepository:
             source,
             source_id,
         )
-        return [dict(r) for r in rows]
+        return [
+            {**dict(r), "address": _masked(self._cipher.decrypt(r["address"], "address"))}
+            for r in rows
+        ]

@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 
 from services.clock import iso
+from storage.crypto import FieldCipher
 from storage.db import Queryable
 
 __all__ = ["NotificationRecord", "NotificationRepository", "Preferences", "Recipient"]
@@ -92,8 +93,9 @@ def _prefs(row: asyncpg.Record | None) -> Preferences:
 
 
 class NotificationRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cipher: FieldCipher) -> None:
         self._pool = pool
+        self._cipher = cipher
 
     async def recipients(self, user_ids: list[str]) -> dict[str, Recipient]:
         rows = await self._pool.fetch(
@@ -104,7 +106,10 @@ class NotificationRepository:
             user_ids,
         )
         return {
-            r["user_id"]: Recipient(r["user_id"], r["email"], r["phone"], _prefs(r)) for r in rows
+            r["user_id"]: Recipient(
+                r["user_id"], r["email"], self._cipher.decrypt(r["phone"], "phone"), _prefs(r)
+            )
+            for r in rows
         }
 
     @staticmethod

@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 
 from services.clock import iso
+from storage.crypto import FieldCipher
 from storage.db import Queryable
 from storage.deliveries import DeliveryRepository, NewDelivery
 from storage.events import Outbox
@@ -72,20 +73,82 @@ class AlertRecord:
         }
 
 
-_ALERT = """SELECT a.id::text AS id, a.user_id::text AS user_id, a.status, a.lat, a.lon,
-                   a.accuracy_m, a.note, a.created_at, a.acknowledged_by::text AS acknowledged_by,
+_ALERT = """SELECT a.id::text AS id, a.user_id::text AS user_id, a.status,
+                   a.position, a.lat, a.lon, a.accuracy_m,
+                   a.note, a.created_at, a.acknowledged_by::text AS acknowledged_by,
                    a.closed_by::text AS closed_by, a.escalation_level,
                    u.display_name AS raiser_name,
-                   COALESCE(l.lat, a.lat) AS last_lat, COALESCE(l.lon, a.lon) AS last_lon
+                   l.position AS last_position, l.lat AS last_lat, l.lon AS last_lon
               FROM sos_alerts a JOIN users u ON u.id = a.user_id
-              LEFT JOIN LATERAL (SELECT lat, lon FROM sos_locations
+              LEFT JOIN LATERAL (SELECT position, lat, lon FROM sos_locations
                                   WHERE alert_id = a.id ORDER BY second DESC LIMIT 1) l ON true"""
+
+Point = tuple[float, float, float | None]
+
+
+def _point_text(lat: float, lon: float, accuracy_m: float | None) -> str:
+    return f"{lat!r},{lon!r},{'' if accuracy_m is None else repr(accuracy_m)}"
+
+
+def _point(text: str) -> Point:
+    lat, lon, accuracy = text.split(",")
+    return float(lat), float(lon), float(accuracy) if accuracy else None
 
 
 class SosRepository:
-    def __init__(self, pool: asyncpg.Pool, *, outbox: Outbox) -> None:
+    """Positions and phone numbers are kept encrypted (storage/crypto.py)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        outbox: Outbox,
+        cipher: FieldCipher,
+        deliveries: DeliveryRepository,
+    ) -> None:
         self._pool = pool
         self._outbox = outbox
+        self._cipher = cipher
+        self._deliveries = deliveries
+
+    def _position(
+        self,
+        stored: str | None,
+        lat: float | None,
+        lon: float | None,
+        accuracy_m: float | None = None,
+    ) -> Point | None:
+        text = self._cipher.decrypt(stored, "position")
+        if text is not None:
+            return _point(text)
+        if lat is None or lon is None:
+            return None
+        return lat, lon, accuracy_m  # written before positions were encrypted
+
+    def _sealed(self, lat: float, lon: float, accuracy_m: float | None) -> str | None:
+        return self._cipher.encrypt(_point_text(lat, lon, accuracy_m), "position")
+
+    def _alert(self, row: asyncpg.Record, recipients: list[Recipient]) -> AlertRecord:
+        raised = self._position(row["position"], row["lat"], row["lon"], row["accuracy_m"])
+        assert raised is not None
+        last = self._position(row["last_position"], row["last_lat"], row["last_lon"]) or raised
+        return AlertRecord(
+            id=row["id"],
+            user_id=row["user_id"],
+            status=row["status"],
+            lat=raised[0],
+            lon=raised[1],
+            accuracy_m=raised[2],
+            note=row["note"],
+            created_at=row["created_at"],
+            acknowledged_by=row["acknowledged_by"],
+            closed_by=row["closed_by"],
+            escalation_level=row["escalation_level"],
+            raiser_name=row["raiser_name"],
+            recipients=recipients,
+            last_lat=last[0],
+            last_lon=last[1],
+        )
 
     async def _event(
         self, conn: Queryable, type_: str, alert: AlertRecord, now: float, **extra: Any
@@ -109,24 +172,34 @@ class SosRepository:
                 WHERE alert_id = $1::uuid ORDER BY n""",
             alert_id,
         )
-        return AlertRecord(**dict(row), recipients=[Recipient(**dict(r)) for r in recipients])
+        return self._alert(
+            row,
+            [
+                Recipient(r["user_id"], r["name"], self._cipher.decrypt(r["phone"], "phone"))
+                for r in recipients
+            ],
+        )
 
     async def get(self, alert_id: str) -> AlertRecord | None:
         return await self._load(self._pool, alert_id)
 
     async def trail(self, alert_id: str) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(
-            """SELECT lat, lon, accuracy_m, created_at AS at, 0 AS o FROM sos_alerts
+            """SELECT position, lat, lon, accuracy_m, created_at AS at, 0 AS o FROM sos_alerts
                 WHERE id = $1::uuid
                UNION ALL
-               SELECT lat, lon, accuracy_m, at, 1 FROM sos_locations WHERE alert_id = $1::uuid
+               SELECT position, lat, lon, accuracy_m, at, 1 FROM sos_locations
+                WHERE alert_id = $1::uuid
                ORDER BY o, at""",
             alert_id,
         )
-        return [
-            {"lat": r["lat"], "lon": r["lon"], "accuracy_m": r["accuracy_m"], "at": iso(r["at"])}
-            for r in rows
-        ]
+        trail = []
+        for r in rows:
+            point = self._position(r["position"], r["lat"], r["lon"], r["accuracy_m"])
+            if point is not None:
+                lat, lon, accuracy = point
+                trail.append({"lat": lat, "lon": lon, "accuracy_m": accuracy, "at": iso(r["at"])})
+        return trail
 
     async def audit(self, alert_id: str) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(
@@ -166,18 +239,15 @@ class SosRepository:
         """The alert and whether it is new: a retried ``client_alert_id`` finds the first."""
         async with self._pool.acquire() as conn, conn.transaction():
             inserted = await conn.fetchval(
-                """INSERT INTO sos_alerts (id, user_id, client_alert_id, status, lat, lon,
-                                           accuracy_m, note, created_at, next_escalation_at,
-                                           expires_at)
-                   VALUES ($1::uuid, $2::uuid, $3, 'active', $4, $5, $6, $7, $8, $9, $10)
+                """INSERT INTO sos_alerts (id, user_id, client_alert_id, status, position,
+                                           note, created_at, next_escalation_at, expires_at)
+                   VALUES ($1::uuid, $2::uuid, $3, 'active', $4, $5, $6, $7, $8)
                    ON CONFLICT (user_id, client_alert_id) DO NOTHING
                    RETURNING id::text""",
                 alert_id,
                 user_id,
                 client_alert_id,
-                lat,
-                lon,
-                accuracy_m,
+                self._sealed(lat, lon, accuracy_m),
                 note,
                 _ts(now),
                 None if escalate_at is None else _ts(escalate_at),
@@ -196,15 +266,18 @@ class SosRepository:
             await conn.executemany(
                 """INSERT INTO sos_recipients (alert_id, n, user_id, name, phone)
                    VALUES ($1::uuid, $2, $3::uuid, $4, $5)""",
-                [(alert_id, n, r.user_id, r.name, r.phone) for n, r in enumerate(recipients)],
+                [
+                    (alert_id, n, r.user_id, r.name, self._cipher.encrypt(r.phone, "phone"))
+                    for n, r in enumerate(recipients)
+                ],
             )
             await self._audit(conn, alert_id, now, user_id, "raised", {})
             for entry in audit:
                 await self._audit(conn, alert_id, now, None, entry.pop("action"), entry)
-            await DeliveryRepository.enqueue(conn, deliveries, now=now)
+            await self._deliveries.enqueue(conn, deliveries, now=now)
             alert = await self._load(conn, alert_id)
             assert alert is not None
-            await self._event(conn, "sos.raised", alert, now, lat=lat, lon=lon)
+            await self._event(conn, "sos.raised", alert, now)
         return alert, True
 
     async def add_location(
@@ -212,16 +285,13 @@ class SosRepository:
     ) -> None:
         """Store a point; a later point within the same second replaces the earlier one."""
         await self._pool.execute(
-            """INSERT INTO sos_locations (alert_id, second, lat, lon, accuracy_m, at)
-               VALUES ($1::uuid, $2, $3, $4, $5, $6)
+            """INSERT INTO sos_locations (alert_id, second, position, at)
+               VALUES ($1::uuid, $2, $3, $4)
                ON CONFLICT (alert_id, second) DO UPDATE
-                  SET lat = EXCLUDED.lat, lon = EXCLUDED.lon,
-                      accuracy_m = EXCLUDED.accuracy_m, at = EXCLUDED.at""",
+                  SET position = EXCLUDED.position, at = EXCLUDED.at""",
             alert_id,
             int(at),
-            lat,
-            lon,
-            accuracy_m,
+            self._sealed(lat, lon, accuracy_m),
             _ts(at),
         )
 
@@ -312,7 +382,7 @@ class SosRepository:
                     "escalated",
                     {"level": level, "sms_to": len([d for d in owed if d.channel == "sms"])},
                 )
-                await DeliveryRepository.enqueue(conn, owed, now=now)
+                await self._deliveries.enqueue(conn, owed, now=now)
                 escalated.append(alert)
         return escalated
 
@@ -344,19 +414,22 @@ class SosRepository:
                          ORDER BY a.created_at DESC LIMIT $1""",
             limit,
         )
-        return [
-            {
-                "id": r["id"],
-                "user_id": r["user_id"],
-                "display_name": r["raiser_name"],
-                "status": r["status"],
-                "escalation_level": r["escalation_level"],
-                "lat": r["last_lat"],
-                "lon": r["last_lon"],
-                "created_at": iso(r["created_at"]),
-            }
-            for r in rows
-        ]
+        found = []
+        for r in rows:
+            alert = self._alert(r, [])
+            found.append(
+                {
+                    "id": alert.id,
+                    "user_id": alert.user_id,
+                    "display_name": alert.raiser_name,
+                    "status": alert.status,
+                    "escalation_level": alert.escalation_level,
+                    "lat": alert.last_lat,
+                    "lon": alert.last_lon,
+                    "created_at": iso(alert.created_at),
+                }
+            )
+        return found
 
     async def record(
         self,

@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from storage.crypto import FieldCipher
 from storage.db import Queryable
 
 __all__ = ["UserRecord", "UserRepository"]
@@ -34,13 +35,17 @@ class UserRecord:
 _COLUMNS = "id::text AS id, email, display_name, role, phone, password_hash"
 
 
-def _user(row: asyncpg.Record | None) -> UserRecord | None:
-    return None if row is None else UserRecord(**dict(row))
-
-
 class UserRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cipher: FieldCipher) -> None:
         self._pool = pool
+        self._cipher = cipher
+
+    def _user(self, row: asyncpg.Record | None) -> UserRecord | None:
+        if row is None:
+            return None
+        values = dict(row)
+        values["phone"] = self._cipher.decrypt(values["phone"], "phone")
+        return UserRecord(**values)
 
     async def create(
         self,
@@ -64,11 +69,11 @@ class UserRepository:
             email,
             display_name,
             role,
-            phone,
+            self._cipher.encrypt(phone, "phone"),
             password_hash,
             external_sub,
         )
-        return _user(row)
+        return self._user(row)
 
     @staticmethod
     async def create_known(
@@ -88,16 +93,16 @@ class UserRepository:
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email
         )
-        return _user(row)
+        return self._user(row)
 
     async def by_id(self, user_id: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM users WHERE id = $1::uuid", user_id
         )
-        return _user(row)
+        return self._user(row)
 
     async def by_external_sub(self, sub: str) -> UserRecord | None:
         row = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM users WHERE external_sub = $1", sub
         )
-        return _user(row)
+        return self._user(row)

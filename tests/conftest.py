@@ -18,11 +18,13 @@ from aiohttp.test_utils import TestServer
 
 from server.app import create_app
 from server.settings import AuthSettings, LimitSettings, ProviderSettings, Settings
+from storage.crypto import parse_keys
 from storage.db import apply_migrations, create_pool
 from tests.clients import Api, Socket
 from tests.providers import ProviderRecorder, SmtpRecorder
 from tests.services import (
     API_KEY,
+    DATA_KEYS,
     JWT_SECRET,
     KAFKA_TOPICS,
     KafkaBroker,
@@ -123,6 +125,7 @@ def base_settings(dsn: str, **changes: Any) -> Settings:
         db_pool_min=1,
         db_pool_max=10,
         auth=AuthSettings(jwt_secret=JWT_SECRET, argon2_time_cost=1, argon2_memory_kib=1024),
+        data_keys=tuple(parse_keys(DATA_KEYS).items()),
         limits=LimitSettings(),
     )
     return replace(settings, **changes)

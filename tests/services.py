@@ -6,6 +6,7 @@ A service that cannot be had fails the test run with a clear message; nothing is
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -26,6 +27,8 @@ import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-" + "x" * 40
+# Every node of a test cluster shares these data keys, as a real cluster must.
+DATA_KEYS = "k1:" + base64.b64encode(b"k" * 32).decode()
 API_KEY = "test-api-key"
 
 
@@ -181,6 +184,7 @@ def node_env(
             "LIFELINE_PORT": str(port),
             "LIFELINE_HOST": "127.0.0.1",
             "LIFELINE_JWT_SECRET": JWT_SECRET,
+            "LIFELINE_DATA_KEYS": DATA_KEYS,
             "LIFELINE_API_KEY": API_KEY,
             "LIFELINE_REDIS_PREFIX": prefix,
             "LIFELINE_ARGON2_TIME_COST": "1",

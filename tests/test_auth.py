@@ -9,8 +9,9 @@ import jwt
 import pytest
 
 from server.keys import NODE
+from storage.crypto import FieldCipher, parse_keys
 from tests.conftest import FakeClock, Running, ServerFactory
-from tests.services import JWT_SECRET
+from tests.services import DATA_KEYS, JWT_SECRET
 
 
 async def test_register_answers_user_and_pair(server: Running) -> None:
@@ -69,9 +70,9 @@ async def test_register_stores_phone_in_e164(server: Running) -> None:
     account = await server.api.register(role="patient", phone="+49 151 23456789")
     assert account.user["role"] == "patient"
     pool = server.app[NODE].require_pool()
-    assert await pool.fetchval("SELECT phone FROM users WHERE id = $1::uuid", account.id) == (
-        "+4915123456789"
-    )
+    stored = await pool.fetchval("SELECT phone FROM users WHERE id = $1::uuid", account.id)
+    # Encrypted at rest; normalised to E.164 underneath.
+    assert FieldCipher(parse_keys(DATA_KEYS)).decrypt(stored, "phone") == "+4915123456789"
 
 
 async def test_login_and_me(server: Running) -> None:

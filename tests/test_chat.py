@@ -10,8 +10,10 @@ from typing import Any
 import asyncpg
 
 from server.settings import LimitSettings
+from storage.crypto import FieldCipher, parse_keys
 from tests.clients import Account, Socket, make_room, send
 from tests.conftest import FakeClock, Running, ServerFactory
+from tests.services import DATA_KEYS
 
 SocketFactory = Callable[..., Socket]
 
@@ -426,9 +428,10 @@ async def test_members_without_a_socket_are_owed_a_push(
         )
     finally:
         await conn.close()
-    assert [(r["user_id"], r["channel"], r["kind"], r["body"]) for r in rows] == [
-        (carol.id, "push", "chat_message", "are you there?")
-    ]
+    cipher = FieldCipher(parse_keys(DATA_KEYS))  # push texts are personal data at rest
+    assert [
+        (r["user_id"], r["channel"], r["kind"], cipher.decrypt(r["body"], "body")) for r in rows
+    ] == [(carol.id, "push", "chat_message", "are you there?")]
     assert '"seq": 1' in rows[0]["data"] and message["id"] in rows[0]["data"]
 
 

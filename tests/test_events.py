@@ -414,7 +414,7 @@ async def test_transient_provider_failures_are_retried(
         json={
             "user_ids": [alice.id],
             "kind": "news",
-            "title": "T",
+            "title": "first",
             "body": "B",
             "channels": ["sms"],
         },
@@ -430,7 +430,7 @@ async def test_transient_provider_failures_are_retried(
         json={
             "user_ids": [alice.id],
             "kind": "news",
-            "title": "T",
+            "title": "never",
             "body": "never",
             "channels": ["sms"],
         },
@@ -440,14 +440,14 @@ async def test_transient_provider_failures_are_retried(
     try:
         for _ in range(200):
             row = await conn.fetchrow(
-                "SELECT status, attempts, result FROM deliveries WHERE body = 'never'"
+                "SELECT status, attempts, result FROM deliveries WHERE title = 'never'"
             )
             if row is not None and row["status"] != "pending":
                 break
             await asyncio.sleep(0.05)
         assert row is not None
         assert (row["status"], row["attempts"], row["result"]) == ("failed", 1, "twilio 400")
-        first = await conn.fetchrow("SELECT status, attempts FROM deliveries WHERE body = 'B'")
+        first = await conn.fetchrow("SELECT status, attempts FROM deliveries WHERE title = 'first'")
         assert first is not None and (first["status"], first["attempts"]) == ("sent", 3)
     finally:
         await conn.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from server.settings import DEV_API_KEY, Settings, SettingsError
@@ -25,8 +27,11 @@ def test_production_refuses_development_defaults() -> None:
         "LIFELINE_API_KEY": "k" * 32,
         "LIFELINE_JWT_SECRET": "s" * 40,
         "DATABASE_URL": "postgresql://db/lifeline",
+        "LIFELINE_DATA_KEYS": "2026a:" + base64.b64encode(b"d" * 32).decode(),
     }
     assert Settings.from_env(good).production
+    with pytest.raises(SettingsError, match="LIFELINE_DATA_KEYS"):
+        Settings.from_env({k: v for k, v in good.items() if k != "LIFELINE_DATA_KEYS"})
     with pytest.raises(SettingsError, match="development"):
         Settings.from_env({**good, "LIFELINE_API_KEY": DEV_API_KEY})
     with pytest.raises(SettingsError, match="32"):
@@ -41,6 +46,8 @@ def test_production_refuses_development_defaults() -> None:
         {"LIFELINE_ENV": "staging"},
         {"LIFELINE_ACCESS_TTL_S": "1"},
         {"LIFELINE_DB_POOL_MIN": "30", "LIFELINE_DB_POOL_MAX": "10"},
+        {"LIFELINE_DATA_KEYS": "k1:" + base64.b64encode(b"short").decode()},
+        {"LIFELINE_DATA_KEYS": "no-key-here"},
     ],
 )
 def test_malformed_values_are_refused(env: dict[str, str]) -> None:
