@@ -1,9 +1,16 @@
 """The one fan-out path: every emit of Lifeline goes through ``Fanout``.
 
-An emit is delivered to this node's sockets at once and published once on the
-peer bus for the other nodes, which deliver it to theirs. One PUBLISH per
-event, whatever the number of recipients; the event is encoded once per node.
-Control messages (ending the sessions of revoked tokens) travel the same way.
+An emit is encoded once, as the Socket.IO packet text, for the whole cluster:
+this node puts that one Engine.IO packet object straight on the send queue of
+each local recipient (no task, no coroutine chain, no re-encoding per
+recipient, which is what python-socketio's own ``emit`` costs), and publishes
+it once, msgpack-framed, on the peer bus; the other nodes do the same with
+the text they receive. Control messages (ending the sessions of revoked
+tokens) travel the same way.
+
+Relies on python-engineio's socket ``queue`` and ``closed`` and python-socketio's
+``manager.get_participants`` (pinned in pyproject.toml; tests/test_fanout.py fails
+if they change).
 """
 
 from __future__ import annotations
@@ -12,8 +19,11 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import msgpack
 import orjson
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
 from realtime import rooms
 from realtime.sessions import SocketSessions
@@ -95,27 +105,36 @@ class Fanout:
         self, namespace: str, targets: list[str], event: str, data: Any, skip_sid: str | None
     ) -> None:
         self._metrics.events_out.labels(event).inc()
-        await self._deliver(namespace, targets, event, data, skip_sid)
-        if self._bus.has_peers:  # a single node encodes nothing for a bus
+        text = self._sio.packet_class(
+            sio_packet.EVENT, namespace=namespace, data=[event, data]
+        ).encode()
+        self._deliver(namespace, targets, text, skip_sid)
+        if self._bus.has_peers:  # a single node frames nothing for a bus
             await self._bus.publish(
-                _EMIT, orjson.dumps([namespace, targets, event, data, skip_sid])
+                _EMIT, msgpack.packb([namespace, targets, text, skip_sid], use_bin_type=True)
             )
 
-    async def _deliver(
-        self, namespace: str, targets: list[str], event: str, data: Any, skip_sid: str | None
-    ) -> None:
+    def _deliver(self, namespace: str, targets: list[str], text: str, skip_sid: str | None) -> int:
+        """Queue one shared packet for every local socket in the rooms; how many got it."""
+        # One packet object for all: Engine.IO caches its encoding after the first send.
+        frame = eio_packet.Packet(eio_packet.MESSAGE, text)
+        sockets = self._sio.eio.sockets
+        room: str | list[str] = targets if len(targets) > 1 else targets[0]
+        delivered = 0
         # A list of rooms reaches each socket once, even if it is in several of them.
-        await self._sio.emit(
-            event,
-            data,
-            to=targets if len(targets) > 1 else targets[0],
-            skip_sid=skip_sid,
-            namespace=namespace,
-        )
+        for sid, eio_sid in self._sio.manager.get_participants(namespace, room):
+            if sid == skip_sid:
+                continue
+            socket = sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                continue
+            socket.queue.put_nowait(frame)
+            delivered += 1
+        return delivered
 
     async def _on_peer_emit(self, raw: bytes) -> None:
-        namespace, targets, event, data, skip_sid = orjson.loads(raw)
-        await self._deliver(namespace, targets, event, data, skip_sid)
+        namespace, targets, text, skip_sid = msgpack.unpackb(raw, raw=False)
+        self._deliver(namespace, targets, text, skip_sid)
 
     async def _on_peer_end_sessions(self, raw: bytes) -> None:
         jti, family_id = orjson.loads(raw)

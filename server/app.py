@@ -42,6 +42,7 @@ from realtime import sos as sos_events
 from realtime.doors import SocketDoor
 from realtime.fanout import Fanout
 from realtime.sessions import SocketSessions
+from realtime.transport import without_ws_compression
 from server.keys import NODE, Node, Services
 from server.metrics import Metrics
 from server.settings import Settings
@@ -106,7 +107,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     if not settings.data_keys:
         raise ValueError("create_app needs settings.data_keys (the CLI keeps one in development)")
     limit = settings.limits.max_payload_bytes
-    app = web.Application(middlewares=[lifeline_middleware], client_max_size=limit)
+    middlewares = [lifeline_middleware]
+    if not settings.ws_compression:
+        middlewares.append(without_ws_compression)
+    app = web.Application(middlewares=middlewares, client_max_size=limit)
     node = Node(settings=settings, clock=clock or SystemClock(), metrics=Metrics())
     app[NODE] = node
 

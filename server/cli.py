@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             if embedded is not None:
                 embedded.stop()
     try:
+        import uvloop  # a faster event loop where it is installed (not on Windows)
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    try:
         app = create_app(settings)
         url = f"http://{settings.host}:{settings.port}"
         print(f"Lifeline {settings.node_id} listening on {url}", flush=True)

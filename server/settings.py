@@ -136,6 +136,7 @@ class Settings:
     log_level: str = "INFO"
     # Browser origins allowed besides the node's own; empty: same origin only.
     cors_origins: tuple[str, ...] = ()
+    ws_compression: bool = False
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     sos: SosSettings = field(default_factory=SosSettings)
@@ -280,6 +281,8 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in reader.text("LIFELINE_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            ws_compression=reader.choice("LIFELINE_WS_COMPRESSION", ("true", "false"), "false")
+            == "true",
             auth=auth,
             limits=limits,
             sos=sos,

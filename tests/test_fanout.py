@@ -1,0 +1,66 @@
+"""The fan-out fast path and the library internals it relies on.
+
+If python-socketio or python-engineio change what realtime/fanout.py uses, these fail
+first, with a message that says what moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiohttp
+
+from server.app import SOCKETIO
+from tests.clients import Socket, make_room, send
+from tests.conftest import Running
+
+SocketFactory = Callable[..., Socket]
+
+
+async def test_the_engineio_and_socketio_internals_fanout_uses_are_there(
+    server: Running, sockets: SocketFactory
+) -> None:
+    account = await server.api.register()
+    socket = sockets()
+    await socket.connect(server.url, token=account.access_token)
+    sio = server.app[SOCKETIO]
+    eio_socket = next(iter(sio.eio.sockets.values()))
+    assert isinstance(eio_socket.queue, asyncio.Queue), "engineio socket.queue changed"
+    assert eio_socket.closed is False, "engineio socket.closed changed"
+    participants = list(sio.manager.get_participants("/", [f"user:{account.id}"]))
+    assert participants == [(socket.sio.get_sid("/"), eio_socket.sid)], "get_participants changed"
+    assert sio.packet_class(2, namespace="/", data=["e", {"a": 1}]).encode() == '2["e",{"a":1}]'
+
+
+async def test_one_broadcast_reaches_each_socket_once_and_skips_the_sender(
+    server: Running, sockets: SocketFactory
+) -> None:
+    alice, bob = await server.api.register(), await server.api.register()
+    room = await make_room(server.api, alice, [bob])
+    clients = []
+    for account in (alice, alice, bob, bob):
+        client = sockets()
+        await client.connect(server.url, token=account.access_token)
+        await client.call("chat:join", {"room_id": room["id"]})
+        clients.append(client)
+    polling = sockets()
+    await polling.connect(server.url, token=bob.access_token, transports=["polling"])
+    await polling.call("chat:join", {"room_id": room["id"]})
+    for n in range(20):
+        await send(clients[0], room["id"], f"m{n}")
+    for client in [*clients[1:], polling]:
+        await client.inbox.nth("chat:message", 20)
+        assert [m["message"]["text"] for m in client.inbox.events["chat:message"]] == [
+            f"m{n}" for n in range(20)
+        ]
+    assert clients[0].inbox.count("chat:message") == 0
+
+
+async def test_websockets_go_without_permessage_deflate(server: Running) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket", compress=15) as ws,
+    ):
+        assert ws.compress == 0  # offered by the client, declined by the node
+        assert (await ws.receive_str()).startswith("0{")
