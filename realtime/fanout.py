@@ -15,6 +15,7 @@ if they change).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -115,10 +116,17 @@ class Fanout:
             )
 
     def _deliver(self, namespace: str, targets: list[str], text: str, skip_sid: str | None) -> int:
-        """Queue one shared packet for every local socket in the rooms; how many got it."""
-        # One packet object for all: Engine.IO caches its encoding after the first send.
-        frame = eio_packet.Packet(eio_packet.MESSAGE, text)
+        """Send one broadcast to every local socket in the rooms; how many got it.
+
+        A socket that opened straight on WebSocket gets the same pre-built
+        WebSocket frame written to its TCP transport (one write, nothing else);
+        any other (long-polling, upgraded) gets one shared Engine.IO packet on
+        its queue, which python-engineio's writer sends.
+        """
+        packet = eio_packet.Packet(eio_packet.MESSAGE, text)  # encoded once, then cached
+        frame: bytes | None = None
         sockets = self._sio.eio.sockets
+        environs = self._sio.environ
         room: str | list[str] = targets if len(targets) > 1 else targets[0]
         delivered = 0
         # A list of rooms reaches each socket once, even if it is in several of them.
@@ -128,7 +136,15 @@ class Fanout:
             socket = sockets.get(eio_sid)
             if socket is None or socket.closed:
                 continue
-            socket.queue.put_nowait(frame)
+            transport = direct_transport(environs.get(eio_sid))
+            if transport is not None:
+                if transport.is_closing():
+                    continue
+                if frame is None:
+                    frame = ws_text_frame("4" + text)
+                transport.write(frame)
+            else:
+                socket.queue.put_nowait(packet)
             delivered += 1
         return delivered
 
@@ -144,3 +160,31 @@ class Fanout:
         for sid in self._sessions.by_tokens(jti=jti, family_id=family_id):
             log.info("disconnecting a socket of a revoked token", extra={"sid": sid})
             await self._sio.disconnect(sid, namespace=rooms.MAIN)
+
+
+def direct_transport(environ: dict[str, Any] | None) -> asyncio.Transport | None:
+    """The TCP transport of a socket that connected with ``transport=websocket``.
+
+    Its WebSocket owns the connection for the socket's whole life, so frames
+    written here arrive in order with those python-engineio's writer sends
+    (each is one synchronous ``transport.write``, never interleaved).
+    """
+    if environ is None or "transport=websocket" not in environ.get("QUERY_STRING", ""):
+        return None
+    request = environ.get("aiohttp.request")
+    transport = getattr(request, "transport", None)
+    # uvloop's transports are not asyncio.Transport subclasses; both have these.
+    return transport if hasattr(transport, "write") and hasattr(transport, "is_closing") else None
+
+
+def ws_text_frame(text: str) -> bytes:
+    """One final, unmasked, uncompressed WebSocket text frame (server to client)."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
