@@ -174,11 +174,18 @@ def loadgen(args: list[str], timeout: float) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def bottleneck(server_cpu_s: float, loadgen_cpu_s: float, wall_s: float) -> str:
-    server, gen = server_cpu_s / wall_s, loadgen_cpu_s / wall_s
+def bottleneck(server_cpu_s: float, wall_s: float, result: dict[str, Any]) -> str:
+    """Which process was the limit: the one that used (nearly) a whole core."""
+    window = float(result.get("elapsed_s") or wall_s)
+    server = server_cpu_s / wall_s
+    gen = float(result["loadgen_cpu_s"]) / window
+    result["server_core_share"] = round(server, 2)
+    result["loadgen_core_share"] = round(gen, 2)
     if gen > 0.85 and gen >= server:
-        return f"load generator ({gen:.0%} of a core)"
-    return f"server ({server:.0%} of a core)"
+        return f"load generator ({gen:.0%} of its core)"
+    if server > 0.85:
+        return f"server ({server:.0%} of its core)"
+    return f"neither (server {server:.0%}, generator {gen:.0%}): paced or latency-bound"
 
 
 def run_fanout(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str, Any]:
@@ -212,7 +219,7 @@ def run_fanout(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str
         server.stop()
     # CPU per delivery counts the whole run's server time (connects included) over deliveries.
     result["server_cpu_us_per_delivery"] = round(cpu / max(result["deliveries"], 1) * 1e6, 2)
-    result["bottleneck"] = bottleneck(cpu, result["loadgen_cpu_s"], wall)
+    result["bottleneck"] = bottleneck(cpu, wall, result)
     return result
 
 
@@ -253,7 +260,7 @@ def run_cluster(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path
     finally:
         for s in servers:
             s.stop()
-    result["bottleneck"] = bottleneck(cpu / 2, result["loadgen_cpu_s"], wall)
+    result["bottleneck"] = bottleneck(cpu / 2, wall, result)
     return result
 
 
@@ -333,7 +340,7 @@ def run_chat(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -
     finally:
         for s in servers:
             s.stop()
-    result["bottleneck"] = bottleneck(cpu / 2, result["loadgen_cpu_s"], wall)
+    result["bottleneck"] = bottleneck(cpu / 2, wall, result)
     return result
 
 
@@ -374,7 +381,12 @@ def main() -> None:
     parser.add_argument("--scenarios", default="fanout,cluster,capacity,chat")
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--table", action="store_true", help="only print the table of --out")
     args = parser.parse_args()
+    if args.table:
+        saved = json.loads(Path(args.out).read_text())
+        print_table(summarize(saved["runs"]))
+        return
     size = SIZES["quick" if args.quick else "full"]
     peers = args.peers.split(",")
     if "node-socket.io" in peers and not (ROOT / "bench/peers/node/node_modules").exists():
@@ -448,7 +460,8 @@ def print_table(summary: dict[str, Any]) -> None:
                 f"{entry[k]['median']} ({entry[k]['min']}-{entry[k]['max']})" if k in entry else "-"
                 for k in keys
             ]
-            print(f"| {peer} | " + " | ".join(cells) + f" | {entry['bottleneck'][0]} |")
+            shares = entry["bottleneck"] or ["-"]
+            print(f"| {peer} | " + " | ".join(cells) + f" | {shares[0]} |")
 
 
 if __name__ == "__main__":

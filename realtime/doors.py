@@ -277,7 +277,7 @@ class SocketDoor:
         namespace: str,
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        self._metrics.events_in.labels(event).inc()
+        self._metrics.child(self._metrics.events_in, event).inc()
         if self._budget is not None:
             verdict = self._budget.spend(sid)
             if verdict is not True:
@@ -305,7 +305,8 @@ class SocketDoor:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-        self._metrics.ack_latency.labels(event).observe(time.perf_counter() - started)
+        latency = self._metrics.child(self._metrics.ack_latency, event)
+        latency.observe(time.perf_counter() - started)
         return ack
 
 

@@ -46,11 +46,14 @@ class Fanout:
         bus: PeerBus,
         sessions: SocketSessions,
         metrics: Metrics,
+        *,
+        max_buffered_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._sio = sio
         self._bus = bus
         self._sessions = sessions
         self._metrics = metrics
+        self._max_buffered = max_buffered_bytes
         bus.subscribe(_EMIT, self._on_peer_emit)
         bus.subscribe(_END_SESSIONS, self._on_peer_end_sessions)
 
@@ -105,7 +108,7 @@ class Fanout:
     async def _emit(
         self, namespace: str, targets: list[str], event: str, data: Any, skip_sid: str | None
     ) -> None:
-        self._metrics.events_out.labels(event).inc()
+        self._metrics.child(self._metrics.events_out, event).inc()
         text = self._sio.packet_class(
             sio_packet.EVENT, namespace=namespace, data=[event, data]
         ).encode()
@@ -139,6 +142,12 @@ class Fanout:
             transport = direct_transport(environs.get(eio_sid))
             if transport is not None:
                 if transport.is_closing():
+                    continue
+                if transport.get_write_buffer_size() > self._max_buffered:
+                    # It stopped reading: cut it off rather than buffer without bound.
+                    log.warning("cutting off a socket that does not read", extra={"sid": sid})
+                    self._metrics.connections_refused.labels("slow_reader").inc()
+                    transport.abort()
                     continue
                 if frame is None:
                     frame = ws_text_frame("4" + text)

@@ -209,7 +209,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     pool = node.require_pool()
     assert node.state is not None and node.bus is not None
     sio = app[SOCKETIO]
-    fanout = Fanout(sio, node.bus, app[_SESSIONS], node.metrics)
+    fanout = Fanout(
+        sio,
+        node.bus,
+        app[_SESSIONS],
+        node.metrics,
+        max_buffered_bytes=settings.limits.socket_buffer_max_bytes,
+    )
     cipher = FieldCipher(dict(settings.data_keys))
     http = aiohttp.ClientSession()
     auth_settings = settings.auth

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
@@ -86,6 +88,22 @@ class Metrics:
         self.kafka_produced = Counter(
             "lifeline_kafka_produced_total", "Outbox events produced to Kafka", registry=r
         )
+
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def child(self, metric: Any, label: str) -> Any:
+        """``metric.labels(label)``, cached (labels() is costly on a per-event path).
+
+        Event names can come from outside (``POST /publish``), so past 200 distinct
+        labels per metric the rest count as ``other``: no unbounded series.
+        """
+        key = (id(metric), label)
+        found = self._children.get(key)
+        if found is None:
+            if sum(1 for k in self._children if k[0] == id(metric)) >= 200:
+                return self.child(metric, "other") if label != "other" else metric.labels(label)
+            found = self._children[key] = metric.labels(label)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -67,6 +67,7 @@ class LimitSettings:
     socket_events_per_s: float = 20.0
     socket_event_burst: int = 60
     socket_queue_max: int = 1000
+    socket_buffer_max_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,9 @@ class Settings:
             socket_events_per_s=reader.number("LIFELINE_SOCKET_EVENTS_PER_S", 20.0, minimum=0.1),
             socket_event_burst=reader.integer("LIFELINE_SOCKET_EVENT_BURST", 60, minimum=1),
             socket_queue_max=reader.integer("LIFELINE_SOCKET_QUEUE_MAX", 1000, minimum=10),
+            socket_buffer_max_bytes=reader.integer(
+                "LIFELINE_SOCKET_BUFFER_MAX_BYTES", 4 * 1024 * 1024, minimum=65536
+            ),
         )
         sos = SosSettings(
             escalate_after_s=reader.number("LIFELINE_SOS_ESCALATE_AFTER_S", 60.0, minimum=1.0),

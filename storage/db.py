@@ -114,6 +114,19 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool
         command_timeout=30,
         max_inactive_connection_lifetime=300,
         server_settings={"application_name": "lifeline", "timezone": "UTC"},
+        reset=_light_reset,
     )
     assert pool is not None
     return pool
+
+
+async def _light_reset(conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool without asyncpg's default reset round trip.
+
+    The default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release, one more round trip per query. Lifeline keeps no session
+    state on pooled connections (the migration lock is released where it is
+    taken; no LISTEN, no SET), so only an unfinished transaction needs undoing.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")

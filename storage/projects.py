@@ -105,19 +105,23 @@ class ProjectRepository:
         return dict(row)
 
     async def ticker(self, project_id: str) -> dict[str, Any]:
-        row = await self._pool.fetchrow(
-            "SELECT total_minor, donors_count, currency FROM projects WHERE id = $1", project_id
-        )
-        recent = await self._pool.fetch(
-            """SELECT amount_minor, donor_display, message, at FROM donations
-                WHERE project_id = $1 ORDER BY at DESC, event_id LIMIT $2""",
+        """The totals and the last donations, in one round trip (viewers reconnect in herds)."""
+        rows = await self._pool.fetch(
+            """SELECT p.total_minor, p.donors_count, p.currency,
+                      d.amount_minor, d.donor_display, d.message, d.at
+                 FROM (SELECT 1) one
+                 LEFT JOIN projects p ON p.id = $1
+                 LEFT JOIN LATERAL (SELECT amount_minor, donor_display, message, at
+                                      FROM donations WHERE project_id = $1
+                                     ORDER BY at DESC, event_id LIMIT $2) d ON true""",
             project_id,
             RECENT,
         )
+        first = rows[0]
         return {
             "project_id": project_id,
-            "total_minor": row["total_minor"] if row else 0,
-            "currency": row["currency"] if row else None,
-            "donors_count": row["donors_count"] if row else 0,
-            "recent": [_donation(r) for r in recent],
+            "total_minor": first["total_minor"] or 0,
+            "currency": first["currency"],
+            "donors_count": first["donors_count"] or 0,
+            "recent": [_donation(r) for r in rows if r["at"] is not None],
         }

@@ -160,7 +160,9 @@ async def test_killed_database_connections_fail_cleanly_and_the_pool_recovers(
 async def test_a_client_that_stops_reading_is_cut_off_and_others_are_not(
     make_server: ServerFactory, sockets: SocketFactory
 ) -> None:
-    server = await make_server(limits=LimitSettings(socket_queue_max=50))
+    server = await make_server(
+        limits=LimitSettings(socket_queue_max=50, socket_buffer_max_bytes=1024 * 1024)
+    )
     alice, bob = await server.api.register(), await server.api.register()
     room = await make_room(server.api, alice, [bob])
     reader = sockets()
