@@ -17,6 +17,7 @@ import socketio
 
 from realtime import rooms
 from realtime.acks import error_ack, ok_ack
+from realtime.servers import SocketServers
 from realtime.sessions import SocketSession, SocketSessions
 from server.metrics import Metrics
 from services.abuse import ConnectionPolicy, EventBudget
@@ -37,14 +38,14 @@ Hook = Callable[[SocketSession], Awaitable[None]]
 class SocketDoor:
     def __init__(
         self,
-        sio: socketio.AsyncServer,
+        servers: SocketServers,
         *,
         sessions: SocketSessions,
         metrics: Metrics,
         auth: Callable[[], AuthService],
         budget: EventBudget | None = None,
     ) -> None:
-        self._sio = sio
+        self._servers = servers
         self._sessions = sessions
         self._metrics = metrics
         self._auth = auth
@@ -57,12 +58,32 @@ class SocketDoor:
         self._live_sids: set[str] = set()
         self._budget = budget
         self._policy: ConnectionPolicy | None = None
-        sio.on("connect", self._connect, namespace=rooms.MAIN)
-        sio.on("disconnect", self._disconnect, namespace=rooms.MAIN)
-        sio.on("*", self._unknown, namespace=rooms.MAIN)
-        sio.on("connect", self._connect_live, namespace=rooms.LIVE)
-        sio.on("disconnect", self._disconnect_live, namespace=rooms.LIVE)
-        sio.on("*", self._unknown_live, namespace=rooms.LIVE)
+        for server in servers.all:
+            self._attach(server)
+
+    def _attach(self, server: socketio.AsyncServer) -> None:
+        async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+            self._servers.bind(sid, server)
+            return await self._connect(sid, environ, auth)
+
+        async def connect_live(sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+            self._servers.bind(sid, server)
+            return await self._connect_live(sid, environ, auth)
+
+        async def unknown(event: str, sid: str, *args: Any) -> Any:
+            self._metrics.unknown_events.labels(rooms.MAIN).inc()
+            return server.not_handled
+
+        async def unknown_live(event: str, sid: str, *args: Any) -> Any:
+            self._metrics.unknown_events.labels(rooms.LIVE).inc()
+            return server.not_handled
+
+        server.on("connect", connect, namespace=rooms.MAIN)
+        server.on("disconnect", self._disconnect, namespace=rooms.MAIN)
+        server.on("*", unknown, namespace=rooms.MAIN)
+        server.on("connect", connect_live, namespace=rooms.LIVE)
+        server.on("disconnect", self._disconnect_live, namespace=rooms.LIVE)
+        server.on("*", unknown_live, namespace=rooms.LIVE)
 
     @property
     def socket_count(self) -> int:
@@ -72,22 +93,28 @@ class SocketDoor:
 
     def on(self, event: str, handler: Handler) -> None:
         """An event on ``/`` from an authenticated socket."""
+        for server in self._servers.all:
+            self._on(server, event, handler, rooms.MAIN)
 
+    def _on(self, server: socketio.AsyncServer, event: str, handler: Handler, ns: str) -> None:
         async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
             return await self._dispatch(event, sid, args, handler)
 
-        self._sio.on(event, dispatch, namespace=rooms.MAIN)
+        server.on(event, dispatch, namespace=ns)
 
     def on_live(self, event: str, handler: AnonymousHandler) -> None:
         """An event on the public ``/live`` namespace."""
+        for server in self._servers.all:
+            self._on_live(server, event, handler)
 
+    def _on_live(self, server: socketio.AsyncServer, event: str, handler: AnonymousHandler) -> None:
         async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
             async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
                 return await handler(sid, payload)
 
             return await self._run(event, None, args, call, sid=sid, namespace=rooms.LIVE)
 
-        self._sio.on(event, dispatch, namespace=rooms.LIVE)
+        server.on(event, dispatch, namespace=rooms.LIVE)
 
     def guard(self, policy: ConnectionPolicy) -> None:
         """Limit connections per address and sockets per user with this policy."""
@@ -115,7 +142,7 @@ class SocketDoor:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             log.warning("drain timed out", extra={"in_flight": self._in_flight})
-        for socket in list(self._sio.eio.sockets.values()):
+        for socket in [s for server in self._servers.all for s in server.eio.sockets.values()]:
             try:
                 await socket.close(wait=False, abort=True)
                 # Unblocks the socket's writer, which then closes the WebSocket / poll.
@@ -133,7 +160,7 @@ class SocketDoor:
         """
         while True:
             await asyncio.sleep(every_s)
-            for socket in list(self._sio.eio.sockets.values()):
+            for socket in [s for srv in self._servers.all for s in srv.eio.sockets.values()]:
                 try:
                     if socket.queue.qsize() <= max_queued or socket.closed:
                         continue
@@ -178,7 +205,9 @@ class SocketDoor:
             if isinstance(error, Internal):
                 log.exception("connect failed")
             raise socketio.exceptions.ConnectionRefusedError(error.code) from None
-        await self._sio.enter_room(sid, rooms.user(identity.user_id), namespace=rooms.MAIN)
+        await self._servers.of(sid).enter_room(
+            sid, rooms.user(identity.user_id), namespace=rooms.MAIN
+        )
         self._metrics.sockets.labels(rooms.MAIN).inc()
         try:
             for hook in self._connect_hooks:
@@ -198,11 +227,12 @@ class SocketDoor:
         client's CLOSE; clients (the JS one included) then keep a request open
         for up to 20 s. Waking the socket's queue answers it now.
         """
-        if reason != self._sio.reason.CLIENT_DISCONNECT:
+        server = self._servers.of(sid)
+        if reason != server.reason.CLIENT_DISCONNECT:
             return
         try:
-            eio_sid = self._sio.manager.eio_sid_from_sid(sid, namespace)
-            socket = self._sio.eio.sockets.get(eio_sid)
+            eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
+            socket = server.eio.sockets.get(eio_sid)
             if socket is not None and not socket.upgraded:
                 socket.queue.put_nowait(None)
         except Exception:
@@ -213,14 +243,17 @@ class SocketDoor:
         if self._budget is not None:
             self._budget.forget(sid)
         session = self._sessions.remove(sid)
-        if session is None:
-            return
-        self._metrics.sockets.labels(rooms.MAIN).dec()
-        for hook in self._disconnect_hooks:
-            try:
-                await hook(session)
-            except Exception:
-                log.exception("disconnect hook failed")
+        try:
+            if session is None:
+                return
+            self._metrics.sockets.labels(rooms.MAIN).dec()
+            for hook in self._disconnect_hooks:
+                try:
+                    await hook(session)
+                except Exception:
+                    log.exception("disconnect hook failed")
+        finally:
+            self._servers.forget(sid)
 
     async def _connect_live(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if self._draining:
@@ -243,14 +276,7 @@ class SocketDoor:
         if sid in self._live_sids:
             self._live_sids.discard(sid)
             self._metrics.sockets.labels(rooms.LIVE).dec()
-
-    async def _unknown(self, event: str, sid: str, *args: Any) -> Any:
-        self._metrics.unknown_events.labels(rooms.MAIN).inc()
-        return self._sio.not_handled
-
-    async def _unknown_live(self, event: str, sid: str, *args: Any) -> Any:
-        self._metrics.unknown_events.labels(rooms.LIVE).inc()
-        return self._sio.not_handled
+        self._servers.forget(sid)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -285,7 +311,7 @@ class SocketDoor:
                 if verdict is None:
                     log.warning("disconnecting a socket that keeps flooding", extra={"sid": sid})
                     asyncio.get_running_loop().create_task(
-                        self._sio.disconnect(sid, namespace=namespace)
+                        self._servers.of(sid).disconnect(sid, namespace=namespace)
                     )
                 return error_ack(RateLimited("too many events from this socket; slow down"))
         self._in_flight += 1

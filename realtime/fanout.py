@@ -25,8 +25,10 @@ import orjson
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
+from socketio.msgpack_packet import MsgPackPacket
 
 from realtime import rooms
+from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from server.metrics import Metrics
 from storage.bus import PeerBus
@@ -42,14 +44,14 @@ _END_SESSIONS = "end-sessions"
 class Fanout:
     def __init__(
         self,
-        sio: socketio.AsyncServer,
+        servers: SocketServers,
         bus: PeerBus,
         sessions: SocketSessions,
         metrics: Metrics,
         *,
         max_buffered_bytes: int = 4 * 1024 * 1024,
     ) -> None:
-        self._sio = sio
+        self._servers = servers
         self._bus = bus
         self._sessions = sessions
         self._metrics = metrics
@@ -87,16 +89,18 @@ class Fanout:
         await self._emit(namespace, [room], event, data, None)
 
     async def join_room(self, sid: str, room_id: str) -> None:
-        await self._sio.enter_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
+        await self._servers.of(sid).enter_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
 
     async def leave_room(self, sid: str, room_id: str) -> None:
-        await self._sio.leave_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
+        await self._servers.of(sid).leave_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
 
     async def join_project(self, sid: str, project_id: str) -> None:
-        await self._sio.enter_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
+        server = self._servers.of(sid)
+        await server.enter_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
 
     async def leave_project(self, sid: str, project_id: str) -> None:
-        await self._sio.leave_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
+        server = self._servers.of(sid)
+        await server.leave_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
 
     async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
         await self._end_local_sessions(jti, family_id)
@@ -109,31 +113,51 @@ class Fanout:
         self, namespace: str, targets: list[str], event: str, data: Any, skip_sid: str | None
     ) -> None:
         self._metrics.child(self._metrics.events_out, event).inc()
-        text = self._sio.packet_class(
+        # Encoded once for the whole cluster, in both parsers' forms.
+        json_text: str = self._servers.json.packet_class(
             sio_packet.EVENT, namespace=namespace, data=[event, data]
         ).encode()
-        self._deliver(namespace, targets, text, skip_sid)
+        packed: bytes = MsgPackPacket(
+            sio_packet.EVENT, namespace=namespace, data=[event, data]
+        ).encode()
+        self._deliver_all(namespace, targets, json_text, packed, skip_sid)
         if self._bus.has_peers:  # a single node frames nothing for a bus
             await self._bus.publish(
-                _EMIT, msgpack.packb([namespace, targets, text, skip_sid], use_bin_type=True)
+                _EMIT,
+                msgpack.packb([namespace, targets, json_text, packed, skip_sid], use_bin_type=True),
             )
 
-    def _deliver(self, namespace: str, targets: list[str], text: str, skip_sid: str | None) -> int:
-        """Send one broadcast to every local socket in the rooms; how many got it.
+    def _deliver_all(
+        self, namespace: str, targets: list[str], json_text: str, packed: bytes, skip: str | None
+    ) -> int:
+        delivered = self._deliver(self._servers.json, namespace, targets, json_text, skip)
+        if self._servers.msgpack is not None:
+            delivered += self._deliver(self._servers.msgpack, namespace, targets, packed, skip)
+        return delivered
+
+    def _deliver(
+        self,
+        server: socketio.AsyncServer,
+        namespace: str,
+        targets: list[str],
+        encoded: str | bytes,
+        skip_sid: str | None,
+    ) -> int:
+        """Send one broadcast to every local socket of one server in the rooms.
 
         A socket that opened straight on WebSocket gets the same pre-built
         WebSocket frame written to its TCP transport (one write, nothing else);
         any other (long-polling, upgraded) gets one shared Engine.IO packet on
         its queue, which python-engineio's writer sends.
         """
-        packet = eio_packet.Packet(eio_packet.MESSAGE, text)  # encoded once, then cached
+        packet = eio_packet.Packet(eio_packet.MESSAGE, encoded)  # encoded once, then cached
         frame: bytes | None = None
-        sockets = self._sio.eio.sockets
-        environs = self._sio.environ
+        sockets = server.eio.sockets
+        environs = server.environ
         room: str | list[str] = targets if len(targets) > 1 else targets[0]
         delivered = 0
         # A list of rooms reaches each socket once, even if it is in several of them.
-        for sid, eio_sid in self._sio.manager.get_participants(namespace, room):
+        for sid, eio_sid in server.manager.get_participants(namespace, room):
             if sid == skip_sid:
                 continue
             socket = sockets.get(eio_sid)
@@ -150,7 +174,7 @@ class Fanout:
                     transport.abort()
                     continue
                 if frame is None:
-                    frame = ws_text_frame("4" + text)
+                    frame = ws_frame(encoded)
                 transport.write(frame)
             else:
                 socket.queue.put_nowait(packet)
@@ -158,8 +182,8 @@ class Fanout:
         return delivered
 
     async def _on_peer_emit(self, raw: bytes) -> None:
-        namespace, targets, text, skip_sid = msgpack.unpackb(raw, raw=False)
-        self._deliver(namespace, targets, text, skip_sid)
+        namespace, targets, json_text, packed, skip_sid = msgpack.unpackb(raw, raw=False)
+        self._deliver_all(namespace, targets, json_text, packed, skip_sid)
 
     async def _on_peer_end_sessions(self, raw: bytes) -> None:
         jti, family_id = orjson.loads(raw)
@@ -168,7 +192,7 @@ class Fanout:
     async def _end_local_sessions(self, jti: str | None, family_id: str | None) -> None:
         for sid in self._sessions.by_tokens(jti=jti, family_id=family_id):
             log.info("disconnecting a socket of a revoked token", extra={"sid": sid})
-            await self._sio.disconnect(sid, namespace=rooms.MAIN)
+            await self._servers.of(sid).disconnect(sid, namespace=rooms.MAIN)
 
 
 def direct_transport(environ: dict[str, Any] | None) -> asyncio.Transport | None:
@@ -186,14 +210,18 @@ def direct_transport(environ: dict[str, Any] | None) -> asyncio.Transport | None
     return transport if hasattr(transport, "write") and hasattr(transport, "is_closing") else None
 
 
-def ws_text_frame(text: str) -> bytes:
-    """One final, unmasked, uncompressed WebSocket text frame (server to client)."""
-    payload = text.encode()
+def ws_frame(encoded: str | bytes) -> bytes:
+    """One final, unmasked, uncompressed WebSocket frame (server to client) of an
+    Engine.IO MESSAGE: text ``4<packet>`` for JSON, the raw bytes for msgpack."""
+    if isinstance(encoded, str):
+        opcode, payload = 0x81, ("4" + encoded).encode()
+    else:
+        opcode, payload = 0x82, encoded
     size = len(payload)
     if size < 126:
-        header = bytes((0x81, size))
+        header = bytes((opcode, size))
     elif size < 65536:
-        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+        header = bytes((opcode, 126)) + size.to_bytes(2, "big")
     else:
-        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+        header = bytes((opcode, 127)) + size.to_bytes(8, "big")
     return header + payload

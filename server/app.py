@@ -41,6 +41,7 @@ from realtime import live as live_events
 from realtime import sos as sos_events
 from realtime.doors import SocketDoor
 from realtime.fanout import Fanout
+from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from realtime.transport import without_ws_compression
 from server.keys import NODE, Node, Services
@@ -81,6 +82,7 @@ log = logging.getLogger(__name__)
 
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
 _DOOR = web.AppKey("socket_door", SocketDoor)
+_SERVERS = web.AppKey("socket_servers", SocketServers)
 _SESSIONS = web.AppKey("socket_sessions", SocketSessions)
 
 
@@ -114,28 +116,34 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     node = Node(settings=settings, clock=clock or SystemClock(), metrics=Metrics())
     app[NODE] = node
 
-    sio = socketio.AsyncServer(
+    options: dict[str, Any] = dict(
         async_mode="aiohttp",
         # None: python-engineio accepts only the node's own origin (and clients that send
         # none, as native apps do); a list adds origins; "*" opens it to every site.
         cors_allowed_origins=_cors(settings.cors_origins),
         max_http_buffer_size=limit,
-        json=_Json,
         ping_interval=20,
         ping_timeout=20,
         logger=False,
         engineio_logger=False,
     )
+    sio = socketio.AsyncServer(json=_Json, **options)
+    servers = SocketServers(sio)
+    if settings.msgpack_path:
+        # socket.io-msgpack-parser clients connect on their own path.
+        servers.msgpack = socketio.AsyncServer(serializer="msgpack", **options)
+        servers.msgpack.attach(app, socketio_path=settings.msgpack_path)
     sio.attach(app, socketio_path="socket.io")
     sessions = SocketSessions()
     door = SocketDoor(
-        sio,
+        servers,
         sessions=sessions,
         metrics=node.metrics,
         auth=node.require_auth,
         budget=EventBudget(_abuse_limits(settings), node.clock.monotonic),
     )
     app[SOCKETIO] = sio
+    app[_SERVERS] = servers
     app[_DOOR] = door
     app[_SESSIONS] = sessions
 
@@ -210,7 +218,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     assert node.state is not None and node.bus is not None
     sio = app[SOCKETIO]
     fanout = Fanout(
-        sio,
+        app[_SERVERS],
         node.bus,
         app[_SESSIONS],
         node.metrics,
@@ -394,7 +402,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             await task
     await presence.stop()
     await close_channels()
-    await sio.shutdown()
+    for server in app[_SERVERS].all:
+        await server.shutdown()
     await http.close()
 
 

@@ -138,6 +138,8 @@ class Settings:
     # Browser origins allowed besides the node's own; empty: same origin only.
     cors_origins: tuple[str, ...] = ()
     ws_compression: bool = False
+    # Path of the socket.io-msgpack-parser endpoint; empty: not offered.
+    msgpack_path: str = "socket.io-msgpack"
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     sos: SosSettings = field(default_factory=SosSettings)
@@ -285,6 +287,9 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in reader.text("LIFELINE_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            msgpack_path=reader.text("LIFELINE_MSGPACK_PATH", "socket.io-msgpack").strip("/")
+            if reader.optional("LIFELINE_MSGPACK_PATH") != "off"
+            else "",
             ws_compression=reader.choice("LIFELINE_WS_COMPRESSION", ("true", "false"), "false")
             == "true",
             auth=auth,

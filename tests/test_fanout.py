@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 
 import aiohttp
+import socketio
 
 from server.app import SOCKETIO
 from tests.clients import Socket, make_room, send
@@ -64,3 +65,40 @@ async def test_websockets_go_without_permessage_deflate(server: Running) -> None
     ):
         assert ws.compress == 0  # offered by the client, declined by the node
         assert (await ws.receive_str()).startswith("0{")
+
+
+async def test_json_and_msgpack_clients_share_rooms(server: Running) -> None:
+    alice, bob = await server.api.register(), await server.api.register()
+    room = await make_room(server.api, alice, [bob])
+    packed = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+    got: list[dict[str, object]] = []
+    arrived = asyncio.Event()
+
+    @packed.on("chat:message")
+    async def on_message(data: dict[str, object]) -> None:
+        got.append(data)
+        arrived.set()
+
+    await packed.connect(
+        server.url,
+        auth={"token": bob.access_token},
+        socketio_path="socket.io-msgpack",
+        transports=["websocket"],
+        wait_timeout=5,
+    )
+    try:
+        assert (await packed.call("chat:join", {"room_id": room["id"]}, timeout=5))["ok"]
+        sender = Socket()
+        await sender.connect(server.url, token=alice.access_token)
+        await sender.call("chat:join", {"room_id": room["id"]})
+        message = await send(sender, room["id"], "to both parsers")
+        await asyncio.wait_for(arrived.wait(), 5)
+        assert got == [{"message": message}]
+        # And the other way: a msgpack client's message reaches the JSON client.
+        ack = await packed.call(
+            "chat:send", {"room_id": room["id"], "client_msg_id": "p1", "text": "packed"}, timeout=5
+        )
+        assert (await sender.inbox.next("chat:message"))["message"] == ack["message"]
+        await sender.close()
+    finally:
+        await packed.disconnect()

@@ -60,3 +60,20 @@ async def test_js_client_connects_and_receives(server: Running, transport: str) 
 async def test_js_client_sees_unauthorized(server: Running) -> None:
     process = await _run_client(server.url, "not-a-token", "websocket", "never")
     assert await _lines(process) == [{"step": "connect_error", "message": "unauthorized"}]
+
+
+async def test_js_client_with_the_msgpack_parser(server: Running) -> None:
+    account = await server.api.register()
+    process = await _run_client(
+        server.url, account.access_token, "websocket", "greeting", "msgpack"
+    )
+    assert process.stdout is not None
+    first = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
+    assert first == {"step": "connected", "transport": "websocket"}
+    await server.api.call(
+        "POST",
+        "/api/v1/publish",
+        json={"channel": f"user:{account.id}", "event": "greeting", "data": {"n": [1, 2.5, "x"]}},
+        headers={"X-Api-Key": "test-api-key"},
+    )
+    assert await _lines(process) == [{"step": "event", "data": {"n": [1, 2.5, "x"]}}]

@@ -1,15 +1,17 @@
 // Drives Lifeline with the official socket.io-client, as a web or React Native app would.
-// Usage: node client.mjs <url> <token|-> <transport> <event-to-await>
+// Usage: node client.mjs <url> <token|-> <transport> <event-to-await> [msgpack]
 // Prints one JSON line per step; exits 0 when done.
 import { io } from "socket.io-client";
+import msgpackParser from "socket.io-msgpack-parser";
 
-const [url, token, transport, awaited] = process.argv.slice(2);
+const [url, token, transport, awaited, parser] = process.argv.slice(2);
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const socket = io(url, {
   auth: token === "-" ? undefined : { token },
   transports: transport === "polling" ? ["polling"] : ["websocket"],
   reconnection: false,
   timeout: 5000,
+  ...(parser === "msgpack" ? { parser: msgpackParser, path: "/socket.io-msgpack/" } : {}),
 });
 const timer = setTimeout(() => { say({ step: "timeout" }); process.exit(2); }, 10000);
 socket.on("connect_error", (err) => {

@@ -1,0 +1,32 @@
+"""This node's Socket.IO servers: the JSON one, and optionally one speaking the
+socket.io-msgpack-parser protocol on its own path, and which one each socket is on.
+
+Both serve the same namespaces, events and rooms; fan-out reaches the sockets of both.
+"""
+
+from __future__ import annotations
+
+import socketio
+
+__all__ = ["SocketServers"]
+
+
+class SocketServers:
+    def __init__(self, json_server: socketio.AsyncServer) -> None:
+        self.json = json_server
+        self.msgpack: socketio.AsyncServer | None = None
+        self._of: dict[str, socketio.AsyncServer] = {}
+
+    @property
+    def all(self) -> list[socketio.AsyncServer]:
+        return [self.json] if self.msgpack is None else [self.json, self.msgpack]
+
+    def bind(self, sid: str, server: socketio.AsyncServer) -> None:
+        if server is not self.json:  # the JSON server is the default; only others are kept
+            self._of[sid] = server
+
+    def forget(self, sid: str) -> None:
+        self._of.pop(sid, None)
+
+    def of(self, sid: str) -> socketio.AsyncServer:
+        return self._of.get(sid, self.json)
