@@ -216,7 +216,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = node.settings
     pool = node.require_pool()
     assert node.state is not None and node.bus is not None
-    sio = app[SOCKETIO]
     fanout = Fanout(
         app[_SERVERS],
         node.bus,
