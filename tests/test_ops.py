@@ -61,7 +61,9 @@ async def test_metrics_count_sockets_events_errors_and_requests(
     assert 'route="/api/v1/auth/register"' in text and 'status="201"' in text
 
 
-async def test_no_secret_reaches_a_log_line(server: Running) -> None:
+async def test_no_secret_reaches_a_log_line(
+    server: Running, sockets: Callable[..., Socket]
+) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter("test"))
@@ -83,6 +85,29 @@ async def test_no_secret_reaches_a_log_line(server: Running) -> None:
         await server.api.call(
             "POST", "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
         )
+        # A full SOS run with a phone-only contact (an SMS owed, skipped: not configured).
+        helper = await server.api.register()
+        _, fresh, _ = await server.api.call(
+            "POST",
+            "/api/v1/auth/login",
+            json={"email": account.user["email"], "password": "hunter2hunter2"},
+        )
+        for contact in (
+            {"phone": "+447911123456", "name": "Dora"},
+            {"user_id": helper.id, "name": "H"},
+        ):
+            status, _, _ = await server.api.call(
+                "POST", "/api/v1/contacts", json=contact, token=fresh["access_token"]
+            )
+            assert status == 201
+        raiser = sockets()
+        await raiser.connect(server.url, token=fresh["access_token"])
+        ack = await raiser.call(
+            "sos:raise", {"client_alert_id": "log", "lat": 47.123456, "lon": 8.654321}
+        )
+        await raiser.call("sos:location", {"alert_id": ack["alert"]["id"], "lat": 47.2, "lon": 8.7})
+        assert (await raiser.call("sos:resolve", {"alert_id": ack["alert"]["id"]}))["ok"]
+        await raiser.call("chat:send", {"room_id": "x" * 65})  # an invalid event, logged or not
         # Whatever code logs, the formatter scrubs it.
         logging.getLogger("anything").warning(
             "oops %s %s",
@@ -98,8 +123,12 @@ async def test_no_secret_reaches_a_log_line(server: Running) -> None:
     for secret in (
         account.access_token,
         account.refresh_token,
+        fresh["access_token"],
         "hunter2hunter2",
         "+4915123456789",
         "15123456789",
+        "7911123456",
+        "47.123456",
+        "8.654321",
     ):
         assert secret not in text
