@@ -41,6 +41,7 @@ from realtime import live as live_events
 from realtime import sos as sos_events
 from realtime.doors import SocketDoor
 from realtime.fanout import Fanout
+from realtime.manager import IndexedManager
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from realtime.transport import without_ws_compression
@@ -127,11 +128,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         logger=False,
         engineio_logger=False,
     )
-    sio = socketio.AsyncServer(json=_Json, **options)
+    sio = socketio.AsyncServer(json=_Json, client_manager=IndexedManager(), **options)
     servers = SocketServers(sio)
     if settings.msgpack_path:
         # socket.io-msgpack-parser clients connect on their own path.
-        servers.msgpack = socketio.AsyncServer(serializer="msgpack", **options)
+        servers.msgpack = socketio.AsyncServer(
+            serializer="msgpack", client_manager=IndexedManager(), **options
+        )
         servers.msgpack.attach(app, socketio_path=settings.msgpack_path)
     sio.attach(app, socketio_path="socket.io")
     sessions = SocketSessions()

@@ -102,3 +102,39 @@ async def test_json_and_msgpack_clients_share_rooms(server: Running) -> None:
         await sender.close()
     finally:
         await packed.disconnect()
+
+
+async def test_disconnects_leave_exactly_their_own_rooms(
+    server: Running, sockets: SocketFactory
+) -> None:
+    alice, bob, carol = [await server.api.register() for _ in range(3)]
+    room = await make_room(server.api, alice, [bob, carol])
+    clients = []
+    for account in (alice, carol, bob):
+        client = sockets()
+        await client.connect(server.url, token=account.access_token)
+        await client.call("chat:join", {"room_id": room["id"]})
+        clients.append(client)
+    manager = server.app[SOCKETIO].manager
+    leaving = clients[1].sio.get_sid("/")
+    assert set(manager.get_rooms(leaving, "/")) == {
+        leaving,
+        f"user:{carol.id}",
+        f"room:{room['id']}",
+    }
+    await clients[1].close()
+    # The room hears carol went offline from the disconnect handler; python-socketio
+    # clears the manager right after it, with no event of its own to await.
+    while (await clients[0].inbox.next("presence"))["user_id"] != carol.id:
+        pass
+
+    def members() -> set[str]:
+        return {sid for sid, _ in manager.get_participants("/", f"room:{room['id']}")}
+
+    async with asyncio.timeout(2):
+        while leaving in members():
+            await asyncio.sleep(0.01)
+    assert len(members()) == 2
+    assert manager.get_rooms(leaving, "/") == []
+    message = await send(clients[0], room["id"], "still here")
+    assert (await clients[2].inbox.next("chat:message"))["message"] == message
