@@ -223,20 +223,23 @@ def run_fanout(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str
     return result
 
 
-def run_cluster(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -> dict[str, Any]:
-    prefix = f"bench{int(time.time() * 1000) % 10**8}"
-    servers = []
+@contextmanager
+def two_nodes(peer: str, db: str, redis: str, logs: Path, label: str) -> Iterator[list[Server]]:
+    prefix = f"{label}{int(time.time() * 1000) % 10**8}"
+    servers: list[Server] = []
     try:
         for n in range(2):
             port = free_port()
-            servers.append(
-                Server(
-                    peer,
-                    port=port,
-                    env=server_env(peer, port, db=db, redis=redis, prefix=prefix),
-                    log=logs / f"{peer}-cluster-{n}.log",
-                )
-            )
+            env = server_env(peer, port, db=db, redis=redis, prefix=prefix)
+            servers.append(Server(peer, port=port, env=env, log=logs / f"{peer}-{label}-{n}.log"))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def run_cluster(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -> dict[str, Any]:
+    with two_nodes(peer, db, redis, logs, "cluster") as servers:
         cpu0, t0 = sum(s.cpu() for s in servers), time.perf_counter()
         result = loadgen(
             [
@@ -257,9 +260,6 @@ def run_cluster(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path
             timeout=300,
         )
         cpu, wall = sum(s.cpu() for s in servers) - cpu0, time.perf_counter() - t0
-    finally:
-        for s in servers:
-            s.stop()
     result["bottleneck"] = bottleneck(cpu / 2, wall, result)
     return result
 
@@ -308,19 +308,7 @@ def run_capacity(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[s
 
 def run_chat(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -> dict[str, Any]:
     """Persisted chat exists only in Lifeline; the peers have no equivalent to measure."""
-    prefix = f"chat{int(time.time() * 1000) % 10**8}"
-    servers = []
-    try:
-        for n in range(2):
-            port = free_port()
-            servers.append(
-                Server(
-                    peer,
-                    port=port,
-                    env=server_env(peer, port, db=db, redis=redis, prefix=prefix),
-                    log=logs / f"{peer}-chat-{n}.log",
-                )
-            )
+    with two_nodes(peer, db, redis, logs, "chat") as servers:
         cpu0, t0 = sum(s.cpu() for s in servers), time.perf_counter()
         result = loadgen(
             [
@@ -337,9 +325,6 @@ def run_chat(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -
             timeout=600,
         )
         cpu, wall = sum(s.cpu() for s in servers) - cpu0, time.perf_counter() - t0
-    finally:
-        for s in servers:
-            s.stop()
     result["bottleneck"] = bottleneck(cpu / 2, wall, result)
     return result
 

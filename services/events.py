@@ -200,21 +200,6 @@ class EventService:
 
     # -- effects ------------------------------------------------------------------------------
 
-    async def _notify(
-        self,
-        conn: Queryable,
-        user_ids: list[str],
-        *,
-        kind: str,
-        title: str,
-        body: str,
-        data: dict[str, Any],
-        channels: tuple[str, ...] = DEFAULT_CHANNELS,
-    ) -> Prepared:
-        return await self._notifications.prepare(
-            conn, user_ids, kind=kind, title=title, body=body, data=data, channels=channels
-        )
-
     def _after(self, prepared: Prepared, *more: Callable[[], Awaitable[None]]) -> AfterCommit:
         async def run() -> None:
             for step in more:
@@ -251,7 +236,7 @@ class EventService:
         }
         prepared = Prepared()
         if totals["organizer_id"]:
-            prepared = await self._notify(
+            prepared = await self._notifications.prepare(
                 conn,
                 [totals["organizer_id"]],
                 kind="donation",
@@ -270,7 +255,7 @@ class EventService:
         return self._after(prepared, live)
 
     async def _requested(self, conn: Queryable, _: Envelope, r: dict[str, Any]) -> AfterCommit:
-        prepared = await self._notify(
+        prepared = await self._notifications.prepare(
             conn,
             r["user_ids"],
             kind=r["kind"],
@@ -285,7 +270,7 @@ class EventService:
         await ProjectRepository.upsert(
             conn, p["project_id"], organizer_id=p["organizer_id"], title=p["title"]
         )
-        prepared = await self._notify(
+        prepared = await self._notifications.prepare(
             conn,
             p["follower_ids"],
             kind="project_update",
@@ -308,7 +293,7 @@ class EventService:
     async def _payment_succeeded(
         self, conn: Queryable, _: Envelope, p: dict[str, Any]
     ) -> AfterCommit:
-        prepared = await self._notify(
+        prepared = await self._notifications.prepare(
             conn,
             [p["user_id"]],
             kind="payment",
@@ -321,7 +306,7 @@ class EventService:
 
     async def _payment_failed(self, conn: Queryable, _: Envelope, p: dict[str, Any]) -> AfterCommit:
         reason = f" ({p['reason']})" if p["reason"] else ""
-        prepared = await self._notify(
+        prepared = await self._notifications.prepare(
             conn,
             [p["user_id"]],
             kind="payment",
@@ -334,7 +319,7 @@ class EventService:
         return self._after(prepared)
 
     async def _lesson(self, conn: Queryable, _: Envelope, p: dict[str, Any]) -> AfterCommit:
-        prepared = await self._notify(
+        prepared = await self._notifications.prepare(
             conn,
             [p["user_id"]],
             kind="lesson",
