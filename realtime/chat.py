@@ -6,7 +6,7 @@ from typing import Any
 
 from realtime.doors import SocketDoor
 from realtime.sessions import SocketSession
-from services.chat import MAX_TEXT, SYNC_MAX_ROOMS, ChatService
+from services.chat import MAX_TEXT, ChatService
 from services.errors import Invalid
 from services.presence import PresenceService
 from services.validation import Payload
@@ -66,8 +66,6 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
 def _last_seqs(payload: Payload) -> dict[str, int]:
     """``{room_id: last_seq}``, every key an id and every value a seq >= 0."""
     rooms = payload.mapping("rooms")
-    if len(rooms) > SYNC_MAX_ROOMS:
-        raise Invalid(f"at most {SYNC_MAX_ROOMS} rooms per sync")
     wanted: dict[str, int] = {}
     for room_id in rooms:
         if not 1 <= len(room_id) <= 64:

@@ -113,8 +113,7 @@ class ChatService:
         return await self._rooms.for_member(user_id)
 
     async def room(self, user_id: str, room_id: str) -> RoomRecord:
-        room = await self._readable(user_id, room_id)
-        return room
+        return await self._readable(user_id, room_id)
 
     async def history(
         self, user_id: str, room_id: str, *, before_seq: int | None, limit: int | None

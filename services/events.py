@@ -91,10 +91,6 @@ class EventService:
             "lesson.completed": (self._parse_lesson, self._lesson),
         }
 
-    @property
-    def types(self) -> list[str]:
-        return list(self._handlers)
-
     def parse_request(self, payload: Payload) -> dict[str, Any]:
         """A ``notification.requested`` payload (also the body of POST /notifications)."""
         return self._parse_request(payload)

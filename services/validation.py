@@ -33,9 +33,6 @@ class Payload:
     def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = data
 
-    def __len__(self) -> int:
-        return len(self._data)
-
     def __iter__(self) -> Iterator[str]:
         return (str(k) for k in self._data)
 

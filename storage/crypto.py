@@ -64,8 +64,3 @@ class FieldCipher:
             raise LookupError(f"data key {kid!r} is not configured; it is needed to read old data")
         raw = base64.b64decode(blob)
         return aead.decrypt(raw[:12], raw[12:], kind.encode()).decode()
-
-    def key_id_of(self, stored: str | None) -> str | None:
-        if stored is None or not stored.startswith(_PREFIX):
-            return None
-        return stored[len(_PREFIX) :].partition(":")[0]

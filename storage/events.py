@@ -91,8 +91,3 @@ class Outbox:
                 [r["id"] for r in rows],
             )
         return len(rows)
-
-    async def pending(self) -> int:
-        return int(
-            await self._pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        )

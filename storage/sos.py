@@ -431,17 +431,6 @@ class SosRepository:
             )
         return found
 
-    async def record(
-        self,
-        alert_id: str,
-        *,
-        now: float,
-        actor_id: str | None,
-        action: str,
-        detail: dict[str, Any],
-    ) -> None:
-        await self._audit(self._pool, alert_id, now, actor_id, action, detail)
-
     @staticmethod
     async def _audit(
         conn: Queryable,
