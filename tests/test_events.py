@@ -38,6 +38,28 @@ async def post_events(api: Api, *events: dict[str, Any]) -> dict[str, Any]:
     return dict(answer)
 
 
+async def request_notification(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    """The server API's POST /notifications, which must answer 202."""
+    status, answer, _ = await api.call("POST", "/api/v1/notifications", json=body, headers=KEY)
+    assert status == 202, answer
+    return dict(answer)
+
+
+async def settled(db: str, query: str) -> list[asyncpg.Record]:
+    """Rows of deliveries once none is pending: the worker sends in the background and
+    nothing tells a test it is done, so this polls (at most 10 s)."""
+    conn = await asyncpg.connect(db)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                rows = await conn.fetch(query)
+                if rows and all(r["status"] != "pending" for r in rows):
+                    return rows
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
 async def _connected(sockets: SocketFactory, server: Running, account: Account) -> Socket:
     socket = sockets()
     await socket.connect(server.url, token=account.access_token)
@@ -256,13 +278,11 @@ async def test_every_event_type_reaches_the_people_it_concerns(
     }
     assert alice_notes[1]["created_at"].endswith("Z")
     # The user created by another service is known: a notification for them is stored.
-    status, body, _ = await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={"user_ids": [newcomer, "nobody"], "kind": "welcome", "title": "Hi", "body": "!"},
-        headers=KEY,
+    body = await request_notification(
+        server.api,
+        {"user_ids": [newcomer, "nobody"], "kind": "welcome", "title": "Hi", "body": "!"},
     )
-    assert status == 202 and len(body["ids"]) == 1 and body["unknown"] == ["nobody"]
+    assert len(body["ids"]) == 1 and body["unknown"] == ["nobody"]
 
 
 async def test_bad_events_are_refused_with_the_reason(server: Running) -> None:
@@ -294,24 +314,19 @@ async def test_notification_history_unread_filter_and_read_marks(
 ) -> None:
     alice = await server.api.register()
     socket = await _connected(sockets, server, alice)
-    status, body, _ = await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={"user_ids": [alice.id], "kind": "news", "title": "One", "body": "1"},
-        headers=KEY,
+    body = await request_notification(
+        server.api, {"user_ids": [alice.id], "kind": "news", "title": "One", "body": "1"}
     )
     first = body["ids"][0]
-    await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={
+    await request_notification(
+        server.api,
+        {
             "user_ids": [alice.id],
             "kind": "news",
             "title": "Two",
             "body": "2",
             "channels": ["push"],
         },
-        headers=KEY,
     )
     assert (await socket.inbox.next("notification"))["id"] == first
     assert await socket.call("notification:read", {"ids": [first, "junk"]}) == {"ok": True}
@@ -349,10 +364,9 @@ async def test_push_sms_and_email_go_through_the_real_sdks(
         )
         assert status == 201 and device["device"]["push_token"] == token
     providers.recorded.unregistered.add("token-gone")
-    status, body, _ = await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={
+    body = await request_notification(
+        server.api,
+        {
             "user_ids": [alice.id],
             "kind": "news",
             "title": "Water",
@@ -360,9 +374,7 @@ async def test_push_sms_and_email_go_through_the_real_sdks(
             "data": {"project_id": "p-1", "n": 3},
             "channels": ["push", "sms", "email"],
         },
-        headers=KEY,
     )
-    assert status == 202
     push = (await providers.recorded.wait_for("push", 1))[0]
     assert push["project"] == FCM_PROJECT
     message = push["message"]
@@ -380,22 +392,18 @@ async def test_push_sms_and_email_go_through_the_real_sdks(
     assert mail["To"] == "alice@example.org" and mail["Subject"] == "Water"
     assert mail["From"] == "Lifeline <alerts@lifeline.test>"
     assert mail.get_payload().strip() == "Clean water!"
+    rows = await settled(db, "SELECT channel, status FROM deliveries ORDER BY channel")
+    assert [(r["channel"], r["status"]) for r in rows] == [
+        ("email", "sent"),
+        ("push", "sent"),
+        ("sms", "sent"),
+    ]
     conn = await asyncpg.connect(db)
     try:
-
-        async def outcomes() -> list[tuple[str, str]]:
-            rows = await conn.fetch("SELECT channel, status FROM deliveries ORDER BY channel")
-            return [(r["channel"], r["status"]) for r in rows]
-
-        for _ in range(100):
-            if all(s != "pending" for _, s in await outcomes()):
-                break
-            await asyncio.sleep(0.05)
-        assert await outcomes() == [("email", "sent"), ("push", "sent"), ("sms", "sent")]
         tokens = await conn.fetch("SELECT push_token FROM devices")
-        assert [t["push_token"] for t in tokens] == ["token-phone"]  # FCM said "unregistered"
     finally:
         await conn.close()
+    assert [t["push_token"] for t in tokens] == ["token-phone"]  # FCM said "unregistered"
 
 
 async def test_transient_provider_failures_are_retried(
@@ -408,49 +416,36 @@ async def test_transient_provider_failures_are_retried(
     server = await make_server(with_providers(base_settings(db), providers, smtp, tmp_path))
     alice = await server.api.register(phone="+4915112345678")
     providers.recorded.failures["sms"] = [503, 500]
-    await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={
+    await request_notification(
+        server.api,
+        {
             "user_ids": [alice.id],
             "kind": "news",
             "title": "first",
             "body": "B",
             "channels": ["sms"],
         },
-        headers=KEY,
     )
     # Backoff is 2 s then 4 s of real time; the third attempt gets through.
     sms = await providers.recorded.wait_for("sms", 1, timeout=15)
     assert sms[0]["Body"] == "B"
     providers.recorded.failures["sms"] = [400]
-    await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={
+    await request_notification(
+        server.api,
+        {
             "user_ids": [alice.id],
             "kind": "news",
             "title": "never",
             "body": "never",
             "channels": ["sms"],
         },
-        headers=KEY,
     )
-    conn = await asyncpg.connect(db)
-    try:
-        for _ in range(200):
-            row = await conn.fetchrow(
-                "SELECT status, attempts, result FROM deliveries WHERE title = 'never'"
-            )
-            if row is not None and row["status"] != "pending":
-                break
-            await asyncio.sleep(0.05)
-        assert row is not None
-        assert (row["status"], row["attempts"], row["result"]) == ("failed", 1, "twilio 400")
-        first = await conn.fetchrow("SELECT status, attempts FROM deliveries WHERE title = 'first'")
-        assert first is not None and (first["status"], first["attempts"]) == ("sent", 3)
-    finally:
-        await conn.close()
+    (row,) = await settled(
+        db, "SELECT status, attempts, result FROM deliveries WHERE title = 'never'"
+    )
+    assert (row["status"], row["attempts"], row["result"]) == ("failed", 1, "twilio 400")
+    (first,) = await settled(db, "SELECT status, attempts FROM deliveries WHERE title = 'first'")
+    assert (first["status"], first["attempts"]) == ("sent", 3)
 
 
 async def test_preferences_switch_channels_off_and_quiet_hours_delay_them(
@@ -481,11 +476,8 @@ async def test_preferences_switch_channels_off_and_quiet_hours_delay_them(
         )
         assert status == 400, bad
     for kind in ("news", "digest", "sos"):
-        await server.api.call(
-            "POST",
-            "/api/v1/notifications",
-            json={"user_ids": [alice.id], "kind": kind, "title": kind, "body": "b"},
-            headers=KEY,
+        await request_notification(
+            server.api, {"user_ids": [alice.id], "kind": kind, "title": kind, "body": "b"}
         )
     conn = await asyncpg.connect(db)
     try:
@@ -507,29 +499,17 @@ async def test_without_credentials_deliveries_are_recorded_as_skipped(
     server: Running, db: str
 ) -> None:
     alice = await server.api.register(phone="+4915112345678")
-    await server.api.call(
-        "POST",
-        "/api/v1/notifications",
-        json={
+    await request_notification(
+        server.api,
+        {
             "user_ids": [alice.id],
             "kind": "news",
             "title": "T",
             "body": "B",
             "channels": ["push", "sms", "email"],
         },
-        headers=KEY,
     )
-    conn = await asyncpg.connect(db)
-    try:
-        for _ in range(100):
-            rows = await conn.fetch(
-                "SELECT channel, status, result FROM deliveries ORDER BY channel"
-            )
-            if rows and all(r["status"] != "pending" for r in rows):
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await conn.close()
+    rows = await settled(db, "SELECT channel, status, result FROM deliveries ORDER BY channel")
     assert [(r["channel"], r["status"], r["result"]) for r in rows] == [
         ("email", "skipped", "not configured"),
         ("push", "skipped", "not configured"),

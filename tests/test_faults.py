@@ -102,6 +102,7 @@ async def test_killed_database_connections_fail_cleanly_and_the_pool_recovers(
     await socket.call("chat:join", {"room_id": room["id"]})
     acks: list[dict[str, Any]] = []
     stop = asyncio.Event()
+    answered = asyncio.Event()
 
     async def traffic() -> None:
         n = 0
@@ -111,23 +112,33 @@ async def test_killed_database_connections_fail_cleanly_and_the_pool_recovers(
                     "chat:send", {"room_id": room["id"], "client_msg_id": f"m{n}", "text": f"m{n}"}
                 )
             )
+            answered.set()
             n += 1
 
-    async def killer() -> None:
-        admin = await asyncpg.connect(db)
-        try:
-            for _ in range(5):
-                await asyncio.sleep(0.2)
-                await admin.execute(
-                    """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                        WHERE datname = current_database() AND pid <> pg_backend_pid()"""
-                )
-        finally:
-            await admin.close()
+    async def acks_grow_by(count: int, *, ok_only: bool = False) -> None:
+        """Let the traffic go on until it has had ``count`` more (successful) answers."""
+
+        def seen() -> int:
+            return sum(1 for a in acks if a["ok"]) if ok_only else len(acks)
+
+        target = seen() + count
+        async with asyncio.timeout(20):
+            while seen() < target:
+                answered.clear()
+                await answered.wait()
 
     running = asyncio.create_task(traffic())
-    await killer()
-    await asyncio.sleep(0.5)
+    admin = await asyncpg.connect(db)
+    try:
+        for _ in range(5):  # kill every connection of the app, five times, mid-traffic
+            await acks_grow_by(5)
+            await admin.execute(
+                """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+            )
+    finally:
+        await admin.close()
+    await acks_grow_by(10, ok_only=True)  # the pool has recovered
     stop.set()
     await running
     failures = [a["error"]["code"] for a in acks if not a["ok"]]

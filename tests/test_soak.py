@@ -9,6 +9,7 @@ lost (acked but not received by a member who was joined all along), and fails on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -101,7 +102,15 @@ async def test_soak_two_nodes_mixed_traffic(
             await asyncio.sleep(10)
 
     await asyncio.gather(*(chatter(r) for r in rooms), donations(), sampler())
-    await asyncio.sleep(2)
+    # The last messages: wait (at most 10 s) until each member has the last seq of each room.
+    for room in rooms:
+        last = max(acked[room["id"]], default=0)
+        for index in members[room["id"]]:
+            if last and last not in sent.get((room["id"], index), set()):
+                inbox = sockets[index].inbox
+                with contextlib.suppress(AssertionError):  # a loss is counted below
+                    while (await inbox.next("chat:message", 10))["message"]["seq"] != last:
+                        pass
     lost = 0
     for room in rooms:
         for index in members[room["id"]]:
