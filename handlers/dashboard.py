@@ -11,13 +11,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from handlers.common import json_response, require_identity
-from server.keys import NODE
+from handlers.common import RestDoor, json_response
 from services.errors import Unavailable
+from services.ops import OpsService
 
 __all__ = ["CSP", "routes"]
-
-routes = web.RouteTableDef()
 
 _HERE = Path(__file__).resolve().parent / "dashboard"
 STATIC = _HERE / "static"
@@ -33,32 +31,34 @@ def _page(name: str) -> web.FileResponse:
     return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
 
-@routes.get("/")
-async def index(request: web.Request) -> web.FileResponse:
-    return _page("index.html")
+def routes(door: RestDoor, ops: OpsService) -> web.RouteTableDef:
+    table = web.RouteTableDef()
 
+    @table.get("/")
+    async def index(request: web.Request) -> web.FileResponse:
+        return _page("index.html")
 
-@routes.get("/projects/{project_id}")
-async def project(request: web.Request) -> web.FileResponse:
-    return _page("project.html")
+    @table.get("/projects/{project_id}")
+    async def project(request: web.Request) -> web.FileResponse:
+        return _page("project.html")
 
+    @table.get("/operator")
+    async def operator(request: web.Request) -> web.FileResponse:
+        return _page("operator.html")
 
-@routes.get("/operator")
-async def operator(request: web.Request) -> web.FileResponse:
-    return _page("operator.html")
+    @table.get("/static/vendor/socket.io.min.js")
+    async def socketio_client(request: web.Request) -> web.FileResponse:
+        if not VENDOR.is_file():
+            raise Unavailable(
+                "the dashboard's socket.io client is not installed: run scripts/setup"
+            )
+        return web.FileResponse(VENDOR, headers={"Cache-Control": "public, max-age=3600"})
 
+    table.static("/static", STATIC)
 
-@routes.get("/static/vendor/socket.io.min.js")
-async def socketio_client(request: web.Request) -> web.FileResponse:
-    if not VENDOR.is_file():
-        raise Unavailable("the dashboard's socket.io client is not installed: run scripts/setup")
-    return web.FileResponse(VENDOR, headers={"Cache-Control": "public, max-age=3600"})
+    @table.get("/api/v1/ops/overview")
+    async def overview(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        return json_response(await ops.overview(identity.user_id))
 
-
-routes.static("/static", STATIC)
-
-
-@routes.get("/api/v1/ops/overview")
-async def overview(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    return json_response(await request.app[NODE].services.ops.overview(identity.user_id))
+    return table

@@ -6,13 +6,13 @@ import logging
 import uuid
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from handlers.common import json_response
 from handlers.dashboard import CSP
-from server.keys import NODE
-from server.logs import request_id_var
 from services.errors import AppError, Internal, Invalid, MethodNotAllowed, NotFound, TooLarge
+from services.metrics import Metrics
+from services.tracing import request_id_var
 from storage.errors import as_app_error
 
 __all__ = ["error_response", "lifeline_middleware"]
@@ -47,34 +47,38 @@ def _from_http(exc: web.HTTPException) -> AppError:
     return Internal()
 
 
-@web.middleware
-async def lifeline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
-    token = request_id_var.set(request_id)
-    metrics = request.app[NODE].metrics
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    error: AppError | None = None
-    try:
+def lifeline_middleware(metrics: Metrics) -> Middleware:
+    """Request ids, access metrics and the contract's error shape on every answer."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        error: AppError | None = None
         try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            error = _from_http(exc)
-        except AppError as exc:
-            error = exc
-        except Exception as exc:
-            error = as_app_error(exc)
-            if isinstance(error, Internal):
-                log.exception("request failed", extra={"route": route})
-        if error is not None:
-            metrics.errors.labels(error.code, "http").inc()
-            response = error_response(error)
-        response.headers["X-Request-Id"] = request_id
-        if not response.prepared:  # a WebSocket's answer went out long ago
-            response.headers.update(_SECURITY_HEADERS)
-        metrics.http_requests.labels(route, request.method, str(response.status)).inc()
-        return response
-    finally:
-        request_id_var.reset(token)
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                error = _from_http(exc)
+            except AppError as exc:
+                error = exc
+            except Exception as exc:
+                error = as_app_error(exc)
+                if isinstance(error, Internal):
+                    log.exception("request failed", extra={"route": route})
+            if error is not None:
+                metrics.errors.labels(error.code, "http").inc()
+                response = error_response(error)
+            response.headers["X-Request-Id"] = request_id
+            if not response.prepared:  # a WebSocket's answer went out long ago
+                response.headers.update(_SECURITY_HEADERS)
+            metrics.http_requests.labels(route, request.method, str(response.status)).inc()
+            return response
+        finally:
+            request_id_var.reset(token)
+
+    return middleware

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.common import json_response, read_json, require_api_key
-from server.keys import NODE
+from handlers.common import RestDoor, json_response
 from services.errors import Invalid
+from services.publish import PublishService
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
 
+def routes(door: RestDoor, publisher: PublishService) -> web.RouteTableDef:
+    table = web.RouteTableDef()
 
-@routes.post("/api/v1/publish")
-async def publish(request: web.Request) -> web.Response:
-    require_api_key(request)
-    body = await read_json(request)
-    channel = body.string("channel", max_len=80)
-    event = body.string("event", max_len=100)
-    if not body.contains("data"):
-        raise Invalid("data is required")
-    await request.app[NODE].services.publisher.publish(channel, event, body.raw("data"))
-    return json_response({"ok": True}, status=202)
+    @table.post("/api/v1/publish")
+    async def publish(request: web.Request) -> web.Response:
+        door.server_key(request)
+        body = await door.body(request)
+        channel = body.string("channel", max_len=80)
+        event = body.string("event", max_len=100)
+        if not body.contains("data"):
+            raise Invalid("data is required")
+        await publisher.publish(channel, event, body.raw("data"))
+        return json_response({"ok": True}, status=202)
+
+    return table

@@ -4,51 +4,48 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.common import json_response, query_int, read_json, require_identity
-from server.keys import NODE
-from services.chat import MAX_GROUP_MEMBERS
+from handlers.common import RestDoor, json_response, query_int
+from services.chat import MAX_GROUP_MEMBERS, ChatService
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
 
+def routes(door: RestDoor, chat: ChatService) -> web.RouteTableDef:
+    table = web.RouteTableDef()
 
-@routes.post("/api/v1/rooms")
-async def create_room(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    body = await read_json(request)
-    room, created = await request.app[NODE].services.chat.create_room(
-        identity.user_id,
-        kind=body.choice("kind", ("direct", "group")),
-        member_ids=body.id_list("member_ids", max_items=MAX_GROUP_MEMBERS),
-        title=body.opt_string("title", min_len=1, max_len=200),
-    )
-    return json_response({"room": room.public()}, status=201 if created else 200)
+    @table.post("/api/v1/rooms")
+    async def create_room(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        body = await door.body(request)
+        room, created = await chat.create_room(
+            identity.user_id,
+            kind=body.choice("kind", ("direct", "group")),
+            member_ids=body.id_list("member_ids", max_items=MAX_GROUP_MEMBERS),
+            title=body.opt_string("title", min_len=1, max_len=200),
+        )
+        return json_response({"room": room.public()}, status=201 if created else 200)
 
+    @table.get("/api/v1/rooms")
+    async def list_rooms(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        rooms = await chat.rooms_of(identity.user_id)
+        return json_response({"rooms": [r.public() for r in rooms]})
 
-@routes.get("/api/v1/rooms")
-async def list_rooms(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    rooms = await request.app[NODE].services.chat.rooms_of(identity.user_id)
-    return json_response({"rooms": [r.public() for r in rooms]})
+    @table.get("/api/v1/rooms/{room_id}")
+    async def get_room(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        room = await chat.room(identity.user_id, request.match_info["room_id"])
+        return json_response({"room": room.public()})
 
+    @table.get("/api/v1/rooms/{room_id}/messages")
+    async def history(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        messages = await chat.history(
+            identity.user_id,
+            request.match_info["room_id"],
+            before_seq=query_int(request, "before_seq", minimum=1),
+            limit=query_int(request, "limit", minimum=1),
+        )
+        return json_response({"messages": [m.public() for m in messages]})
 
-@routes.get("/api/v1/rooms/{room_id}")
-async def get_room(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    room = await request.app[NODE].services.chat.room(
-        identity.user_id, request.match_info["room_id"]
-    )
-    return json_response({"room": room.public()})
-
-
-@routes.get("/api/v1/rooms/{room_id}/messages")
-async def history(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    messages = await request.app[NODE].services.chat.history(
-        identity.user_id,
-        request.match_info["room_id"],
-        before_seq=query_int(request, "before_seq", minimum=1),
-        limit=query_int(request, "limit", minimum=1),
-    )
-    return json_response({"messages": [m.public() for m in messages]})
+    return table

@@ -4,47 +4,43 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.common import json_response, read_json, require_identity
-from server.keys import NODE
+from handlers.common import RestDoor, json_response
+from services.sos import SosService
 
 __all__ = ["routes"]
 
-routes = web.RouteTableDef()
 
+def routes(door: RestDoor, sos: SosService) -> web.RouteTableDef:
+    table = web.RouteTableDef()
 
-@routes.post("/api/v1/contacts")
-async def add_contact(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    body = await read_json(request)
-    contact = await request.app[NODE].services.sos.add_contact(
-        identity.user_id,
-        user_id=body.opt_identifier("user_id"),
-        phone=body.opt_string("phone", min_len=1, max_len=32),
-        name=body.string("name", max_len=100, strip=True),
-    )
-    return json_response({"contact": contact.public()}, status=201)
+    @table.post("/api/v1/contacts")
+    async def add_contact(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        body = await door.body(request)
+        contact = await sos.add_contact(
+            identity.user_id,
+            user_id=body.opt_identifier("user_id"),
+            phone=body.opt_string("phone", min_len=1, max_len=32),
+            name=body.string("name", max_len=100, strip=True),
+        )
+        return json_response({"contact": contact.public()}, status=201)
 
+    @table.get("/api/v1/contacts")
+    async def list_contacts(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        contacts = await sos.contacts(identity.user_id)
+        return json_response({"contacts": [c.public() for c in contacts]})
 
-@routes.get("/api/v1/contacts")
-async def list_contacts(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    contacts = await request.app[NODE].services.sos.contacts(identity.user_id)
-    return json_response({"contacts": [c.public() for c in contacts]})
+    @table.delete("/api/v1/contacts/{contact_id}")
+    async def delete_contact(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        await sos.delete_contact(identity.user_id, request.match_info["contact_id"])
+        return web.Response(status=204)
 
+    @table.get("/api/v1/sos/{alert_id}")
+    async def alert(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        details = await sos.details(identity.user_id, request.match_info["alert_id"])
+        return json_response(details)
 
-@routes.delete("/api/v1/contacts/{contact_id}")
-async def delete_contact(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    await request.app[NODE].services.sos.delete_contact(
-        identity.user_id, request.match_info["contact_id"]
-    )
-    return web.Response(status=204)
-
-
-@routes.get("/api/v1/sos/{alert_id}")
-async def alert(request: web.Request) -> web.Response:
-    identity = await require_identity(request)
-    details = await request.app[NODE].services.sos.details(
-        identity.user_id, request.match_info["alert_id"]
-    )
-    return json_response(details)
+    return table

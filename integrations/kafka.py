@@ -24,9 +24,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from server.metrics import Metrics
 from services.errors import Invalid
 from services.events import EventService
+from services.metrics import Metrics
 from storage.errors import as_app_error
 from storage.events import Outbox, OutboxRecord
 

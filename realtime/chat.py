@@ -53,6 +53,9 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
     async def sync(session: SocketSession, payload: Payload) -> dict[str, Any]:
         return (await chat.sync(session.user_id, _last_seqs(payload))).public()
 
+    async def client_state(session: SocketSession, payload: Payload) -> None:
+        await presence.foreground(session.sid, payload.boolean("foreground"))
+
     door.on_connect(connected)
     door.on_disconnect(disconnected)
     door.on("chat:join", join)
@@ -61,6 +64,7 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
     door.on("chat:typing", typing)
     door.on("chat:read", read)
     door.on("chat:sync", sync)
+    door.on("client:state", client_state)
 
 
 def _last_seqs(payload: Payload) -> dict[str, int]:

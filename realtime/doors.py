@@ -19,10 +19,10 @@ from realtime import rooms
 from realtime.acks import error_ack, ok_ack
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSession, SocketSessions
-from server.metrics import Metrics
 from services.abuse import ConnectionPolicy, EventBudget
 from services.auth import AuthService
 from services.errors import Internal, RateLimited, Unauthorized, Unavailable
+from services.metrics import Metrics
 from services.validation import Payload, as_payload
 from storage.errors import as_app_error
 
@@ -42,8 +42,9 @@ class SocketDoor:
         *,
         sessions: SocketSessions,
         metrics: Metrics,
-        auth: Callable[[], AuthService],
+        auth: AuthService,
         budget: EventBudget | None = None,
+        policy: ConnectionPolicy | None = None,
     ) -> None:
         self._servers = servers
         self._sessions = sessions
@@ -57,7 +58,7 @@ class SocketDoor:
         self._draining = False
         self._live_sids: set[str] = set()
         self._budget = budget
-        self._policy: ConnectionPolicy | None = None
+        self._policy = policy
         for server in servers.all:
             self._attach(server)
 
@@ -115,10 +116,6 @@ class SocketDoor:
             return await self._run(event, None, args, call, sid=sid, namespace=rooms.LIVE)
 
         server.on(event, dispatch, namespace=rooms.LIVE)
-
-    def guard(self, policy: ConnectionPolicy) -> None:
-        """Limit connections per address and sockets per user with this policy."""
-        self._policy = policy
 
     def on_connect(self, hook: Hook) -> None:
         """Runs once an authenticated socket is connected; a failure refuses it."""
@@ -181,7 +178,7 @@ class SocketDoor:
         if self._draining:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
         token = auth.get("token") if isinstance(auth, dict) else None
-        service = self._auth()
+        service = self._auth
         address = _address(environ)
         try:
             if self._policy is not None:

@@ -30,7 +30,7 @@ from socketio.msgpack_packet import MsgPackPacket
 from realtime import rooms
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
-from server.metrics import Metrics
+from services.metrics import Metrics
 from storage.bus import PeerBus
 
 __all__ = ["Fanout"]

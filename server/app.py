@@ -30,6 +30,7 @@ from handlers import projects as project_routes
 from handlers import publish as publish_routes
 from handlers import rooms as room_routes
 from handlers import sos as sos_routes
+from handlers.common import RestDoor
 from handlers.middleware import lifeline_middleware
 from integrations.fcm import FcmPush
 from integrations.jwks import JwksVerifier
@@ -45,16 +46,15 @@ from realtime.manager import IndexedManager
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from realtime.transport import without_ws_compression
-from server.keys import NODE, Node, Services
-from server.metrics import Metrics
 from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.auth import AuthService, LoginThrottle
 from services.chat import ChatLimits, ChatService
 from services.clock import Clock, SystemClock
-from services.delivery import Channel, DeliveryWorker, NotConfigured, PushOutbox
+from services.delivery import Channel, DeliveryWorker, NotConfigured
 from services.donations import TickerService
 from services.events import EventService
+from services.metrics import Metrics
 from services.notifications import NotificationService
 from services.ops import OpsService
 from services.presence import PresenceService
@@ -63,7 +63,7 @@ from services.sos import SosRules, SosService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
 from storage.contacts import ContactRepository
 from storage.crypto import FieldCipher
-from storage.db import Database, apply_migrations, create_pool
+from storage.db import Database, apply_migrations, new_pool
 from storage.deliveries import DeliveryRepository
 from storage.events import Outbox
 from storage.messages import MessageRepository
@@ -82,9 +82,6 @@ __all__ = ["SOCKETIO", "create_app"]
 log = logging.getLogger(__name__)
 
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
-_DOOR = web.AppKey("socket_door", SocketDoor)
-_SERVERS = web.AppKey("socket_servers", SocketServers)
-_SESSIONS = web.AppKey("socket_sessions", SocketSessions)
 
 
 class _Json:
@@ -103,26 +100,68 @@ class _Json:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    """Build a node whole: every store, service, door and route, each once.
+
+    Called inside the event loop that will run it (``web.run_app`` takes the
+    coroutine that calls this). Nothing connects here; ``_lifetime`` opens
+    the pools, migrates, starts the background work and closes it all again.
+    """
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url (the CLI starts an embedded one)")
     if not settings.auth.jwt_secret:
         raise ValueError("create_app needs settings.auth.jwt_secret")
     if not settings.data_keys:
         raise ValueError("create_app needs settings.data_keys (the CLI keeps one in development)")
-    limit = settings.limits.max_payload_bytes
-    middlewares = [lifeline_middleware]
+    clock = clock or SystemClock()
+    metrics = Metrics()
+    limits = settings.limits
+    middlewares = [lifeline_middleware(metrics)]
     if not settings.ws_compression:
         middlewares.append(without_ws_compression)
-    app = web.Application(middlewares=middlewares, client_max_size=limit)
-    node = Node(settings=settings, clock=clock or SystemClock(), metrics=Metrics())
-    app[NODE] = node
+    app = web.Application(middlewares=middlewares, client_max_size=limits.max_payload_bytes)
 
+    # -- stores: built here, connected at startup ---------------------------------------------
+    pool = new_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    redis: Redis | None = None
+    state: EphemeralState
+    bus: PeerBus
+    if settings.redis_url:
+        redis = Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        state = ResilientState(
+            RedisState(redis, prefix=settings.redis_prefix),
+            InProcessState(clock),
+            on_fallback=lambda op: metrics.bus_errors.labels("state-" + op).inc(),
+        )
+        bus = RedisPeerBus(
+            redis,
+            prefix=settings.redis_prefix,
+            node_id=settings.node_id,
+            on_error=lambda kind: metrics.bus_errors.labels(kind).inc(),
+        )
+    else:
+        state = InProcessState(clock)
+        bus = NoPeers()
+    cipher = FieldCipher(dict(settings.data_keys))
+    db = Database(pool)
+    kafka_on = settings.kafka_bootstrap_servers is not None
+    outbox = Outbox(pool, topic=settings.kafka.out_topic, enabled=kafka_on)
+    users = UserRepository(pool, cipher=cipher)
+    deliveries = DeliveryRepository(pool, cipher=cipher)
+    notification_repo = NotificationRepository(pool, cipher=cipher)
+    alerts = SosRepository(pool, outbox=outbox, cipher=cipher, deliveries=deliveries)
+    projects = ProjectRepository(pool)
+
+    # -- Socket.IO ------------------------------------------------------------------------------
     options: dict[str, Any] = dict(
         async_mode="aiohttp",
         # None: python-engineio accepts only the node's own origin (and clients that send
         # none, as native apps do); a list adds origins; "*" opens it to every site.
         cors_allowed_origins=_cors(settings.cors_origins),
-        max_http_buffer_size=limit,
+        max_http_buffer_size=limits.max_payload_bytes,
         ping_interval=20,
         ping_timeout=20,
         logger=False,
@@ -138,95 +177,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         servers.msgpack.attach(app, socketio_path=settings.msgpack_path)
     sio.attach(app, socketio_path="socket.io")
     sessions = SocketSessions()
-    door = SocketDoor(
-        servers,
-        sessions=sessions,
-        metrics=node.metrics,
-        auth=node.require_auth,
-        budget=EventBudget(_abuse_limits(settings), node.clock.monotonic),
-    )
-    app[SOCKETIO] = sio
-    app[_SERVERS] = servers
-    app[_DOOR] = door
-    app[_SESSIONS] = sessions
-
-    app.add_routes(ops_routes.routes)
-    app.add_routes(auth_routes.routes)
-    app.add_routes(publish_routes.routes)
-    app.add_routes(room_routes.routes)
-    app.add_routes(sos_routes.routes)
-    app.add_routes(notification_routes.routes)
-    app.add_routes(project_routes.routes)
-    app.add_routes(dashboard_routes.routes)
-
-    app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_shared_state)
-    app.cleanup_ctx.append(_services)
-    app.on_shutdown.append(_drain)
-    return app
-
-
-async def _database(app: web.Application) -> AsyncIterator[None]:
-    node = app[NODE]
-    settings = node.settings
-    assert settings.database_url is not None
-    pool = await create_pool(
-        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
-    )
-    applied = await apply_migrations(pool)
-    if applied:
-        log.info("schema migrated", extra={"versions": str(applied)})
-    node.pool = pool
-    yield
-    node.pool = None
-    await pool.close()
-
-
-async def _shared_state(app: web.Application) -> AsyncIterator[None]:
-    node = app[NODE]
-    settings = node.settings
-    redis: Redis | None = None
-    state: EphemeralState
-    bus: PeerBus
-    if settings.redis_url:
-        redis = Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-        )
-        await redis.ping()
-        state = ResilientState(
-            RedisState(redis, prefix=settings.redis_prefix),
-            InProcessState(node.clock),
-            on_fallback=lambda op: node.metrics.bus_errors.labels("state-" + op).inc(),
-        )
-        bus = RedisPeerBus(
-            redis,
-            prefix=settings.redis_prefix,
-            node_id=settings.node_id,
-            on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
-        )
-    else:
-        state = InProcessState(node.clock)
-        bus = NoPeers()
-    node.redis, node.state, node.bus = redis, state, bus
-    yield
-    await bus.stop()
-    if redis is not None:
-        await redis.aclose()
-
-
-async def _services(app: web.Application) -> AsyncIterator[None]:
-    node = app[NODE]
-    settings = node.settings
-    pool = node.require_pool()
-    assert node.state is not None and node.bus is not None
     fanout = Fanout(
-        app[_SERVERS],
-        node.bus,
-        app[_SESSIONS],
-        node.metrics,
-        max_buffered_bytes=settings.limits.socket_buffer_max_bytes,
+        servers, bus, sessions, metrics, max_buffered_bytes=limits.socket_buffer_max_bytes
     )
-    cipher = FieldCipher(dict(settings.data_keys))
+
+    # -- the domain -----------------------------------------------------------------------------
     http = aiohttp.ClientSession()
     auth_settings = settings.auth
     external = (
@@ -240,18 +195,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         else None
     )
     auth = AuthService(
-        users=UserRepository(pool, cipher=cipher),
+        users=users,
         tokens=TokenRepository(pool),
-        state=node.state,
+        state=state,
         throttle=LoginThrottle(
-            node.state,
+            state,
             free_failures=auth_settings.login_free_failures,
             lockout_failures=auth_settings.login_lockout_failures,
             lockout_s=auth_settings.login_lockout_s,
             window_s=auth_settings.login_window_s,
         ),
         sessions=fanout,
-        clock=node.clock,
+        clock=clock,
         secret=auth_settings.jwt_secret,
         issuer=auth_settings.issuer,
         access_ttl_s=auth_settings.access_ttl_s,
@@ -265,42 +220,37 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         external=external,
         admin_emails=frozenset(auth_settings.admin_emails),
     )
-    if not settings.cluster:
-        await auth.load_revocations()
     presence_store: PresenceStore = (
-        RedisPresence(node.redis, prefix=settings.redis_prefix)
-        if node.redis is not None
+        RedisPresence(redis, prefix=settings.redis_prefix)
+        if redis is not None
         else InProcessPresence()
     )
     presence = PresenceService(
         presence_store,
         fanout,
-        clock=node.clock,
-        ttl_s=settings.limits.presence_ttl_s,
-        on_error=lambda kind: node.metrics.bus_errors.labels(kind).inc(),
+        clock=clock,
+        ttl_s=limits.presence_ttl_s,
+        on_error=lambda kind: metrics.bus_errors.labels(kind).inc(),
     )
-    deliveries = DeliveryRepository(pool, cipher=cipher)
-    notification_repo = NotificationRepository(pool, cipher=cipher)
     channels, close_channels = _channels(settings, notification_repo)
     worker = DeliveryWorker(
         deliveries,
         channels,
-        clock=node.clock,
-        on_outcome=lambda channel, status: node.metrics.deliveries.labels(channel, status).inc(),
+        clock=clock,
+        on_outcome=lambda channel, status: metrics.deliveries.labels(channel, status).inc(),
     )
-    kafka_on = settings.kafka_bootstrap_servers is not None
-    outbox = Outbox(pool, topic=settings.kafka.out_topic, enabled=kafka_on)
-    db = Database(pool)
-    limits = settings.limits
     chat = ChatService(
+        db=db,
         rooms=RoomRepository(pool),
-        messages=MessageRepository(pool, outbox=outbox),
+        messages=MessageRepository(pool),
+        deliveries=deliveries,
+        outbox=outbox,
         presence=presence,
         fanout=fanout,
         sockets=fanout,
-        push=PushOutbox(deliveries, node.clock, source="chat", kick=worker.kick),
-        state=node.state,
-        clock=node.clock,
+        kick_deliveries=worker.kick,
+        state=state,
+        clock=clock,
         limits=ChatLimits(
             send_per_window=limits.chat_send_per_window, send_window_s=limits.chat_send_window_s
         ),
@@ -308,12 +258,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     sos_settings = settings.sos
     sos = SosService(
         contacts=ContactRepository(pool, cipher=cipher),
-        alerts=SosRepository(pool, outbox=outbox, cipher=cipher, deliveries=deliveries),
-        users=UserRepository(pool, cipher=cipher),
+        alerts=alerts,
+        users=users,
         deliveries=deliveries,
         presence=presence,
         fanout=fanout,
-        clock=node.clock,
+        clock=clock,
         rules=SosRules(
             max_contacts=sos_settings.max_contacts,
             escalate_after_s=sos_settings.escalate_after_s,
@@ -322,7 +272,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             scheduler_interval_s=sos_settings.scheduler_interval_s,
         ),
         kick_deliveries=worker.kick,
-        on_escalated=lambda level: node.metrics.sos_escalations.labels(str(level)).inc(),
+        on_escalated=lambda level: metrics.sos_escalations.labels(str(level)).inc(),
     )
     notifications = NotificationService(
         db=db,
@@ -330,83 +280,138 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         deliveries=deliveries,
         outbox=outbox,
         fanout=fanout,
-        clock=node.clock,
+        clock=clock,
         kick_deliveries=worker.kick,
     )
-    projects = ProjectRepository(pool)
     events = EventService(
         db=db,
         projects=projects,
-        users=UserRepository(pool, cipher=cipher),
+        users=users,
         notifications=notifications,
         fanout=fanout,
-        clock=node.clock,
+        clock=clock,
+        on_after_commit_error=lambda type_: metrics.errors.labels("internal", "after-commit").inc(),
     )
     tickers = TickerService(projects, fanout)
-    door = app[_DOOR]
-    metrics = node.metrics
+    door = SocketDoor(
+        servers,
+        sessions=sessions,
+        metrics=metrics,
+        auth=auth,
+        budget=EventBudget(_abuse_limits(settings), clock.monotonic),
+        policy=ConnectionPolicy(state, presence, _abuse_limits(settings)),
+    )
     ops = OpsService(
         node_id=settings.node_id,
-        nodes=RedisNodes(node.redis, prefix=settings.redis_prefix)
-        if node.redis is not None
-        else InProcessNodes(node.clock),
-        users=UserRepository(pool, cipher=cipher),
-        alerts=SosRepository(pool, outbox=outbox, cipher=cipher, deliveries=deliveries),
+        nodes=RedisNodes(redis, prefix=settings.redis_prefix)
+        if redis is not None
+        else InProcessNodes(clock),
+        users=users,
+        alerts=alerts,
         deliveries=deliveries,
-        clock=node.clock,
+        clock=clock,
         socket_count=lambda: door.socket_count,
         events_total=lambda: _total(metrics.events_in) + _total(metrics.events_out),
     )
-    door.guard(ConnectionPolicy(node.state, presence, _abuse_limits(settings)))
-    chat_events.register(door, chat, presence)
-    sos_events.register(door, sos)
-    live_events.register(door, tickers, notifications)
-    node.built = Services(
-        auth=auth,
-        publisher=PublishService(fanout),
-        presence=presence,
-        chat=chat,
-        sos=sos,
-        deliveries=worker,
-        notifications=notifications,
-        events=events,
-        tickers=tickers,
-        ops=ops,
-    )
-    await node.bus.start()
-    tasks = [
-        asyncio.create_task(presence.run(), name="presence-upkeep"),
-        asyncio.create_task(worker.run(), name="deliveries"),
-        asyncio.create_task(sos.run(), name="sos-scheduler"),
-        asyncio.create_task(ops.run(), name="node-figures"),
-        asyncio.create_task(
-            door.cut_slow_readers(settings.limits.socket_queue_max), name="slow-readers"
-        ),
-    ]
-    if settings.kafka_bootstrap_servers:
-        bridge = KafkaBridge(
+    bridge = (
+        KafkaBridge(
             bootstrap=settings.kafka_bootstrap_servers,
             group_id=settings.kafka.group_id,
             topics=list(settings.kafka.topics),
             out_topic=settings.kafka.out_topic,
             events=events,
             outbox=outbox,
-            metrics=node.metrics,
+            metrics=metrics,
             create_topics=settings.kafka.create_topics,
         )
-        node.readiness["kafka"] = bridge.ready
-        tasks.append(asyncio.create_task(bridge.run(), name="kafka"))
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await presence.stop()
-    await close_channels()
-    for server in app[_SERVERS].all:
-        await server.shutdown()
-    await http.close()
+        if settings.kafka_bootstrap_servers
+        else None
+    )
+
+    # -- doors ----------------------------------------------------------------------------------
+    chat_events.register(door, chat, presence)
+    sos_events.register(door, sos)
+    live_events.register(door, tickers, notifications)
+    rest = RestDoor(auth=auth, api_key=settings.api_key, max_payload_bytes=limits.max_payload_bytes)
+
+    async def readiness() -> dict[str, str]:
+        checks: dict[str, str] = {}
+
+        async def check(name: str, probe: Awaitable[Any]) -> None:
+            try:
+                await asyncio.wait_for(probe, timeout=2.0)
+                checks[name] = "ok"
+            except Exception:
+                checks[name] = "down"
+
+        await check("postgres", pool.fetchval("SELECT 1"))
+        if redis is not None:
+            await check("redis", redis.ping())
+            checks["redis_pubsub"] = "ok" if bus.healthy else "down"
+        if bridge is not None:
+            checks["kafka"] = "ok" if bridge.ready() else "down"
+        return checks
+
+    for table in (
+        ops_routes.routes(node_id=settings.node_id, readiness=readiness, metrics=metrics),
+        auth_routes.routes(rest, auth),
+        publish_routes.routes(rest, PublishService(fanout)),
+        room_routes.routes(rest, chat),
+        sos_routes.routes(rest, sos),
+        notification_routes.routes(rest, notifications, events),
+        project_routes.routes(tickers),
+        dashboard_routes.routes(rest, ops),
+    ):
+        app.add_routes(table)
+    app[SOCKETIO] = sio
+
+    # -- lifetime -------------------------------------------------------------------------------
+    async def lifetime(_: web.Application) -> AsyncIterator[None]:
+        await pool  # connects the pool built above
+        try:
+            applied = await apply_migrations(pool)
+            if applied:
+                log.info("schema migrated", extra={"versions": str(applied)})
+            if redis is not None:
+                await redis.ping()
+            if not settings.cluster:
+                await auth.load_revocations()
+            await bus.start()
+            tasks = [
+                asyncio.create_task(presence.run(), name="presence-upkeep"),
+                asyncio.create_task(worker.run(), name="deliveries"),
+                asyncio.create_task(sos.run(), name="sos-scheduler"),
+                asyncio.create_task(ops.run(), name="node-figures"),
+                asyncio.create_task(
+                    door.cut_slow_readers(limits.socket_queue_max), name="slow-readers"
+                ),
+            ]
+            if bridge is not None:
+                tasks.append(asyncio.create_task(bridge.run(), name="kafka"))
+            yield
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await presence.stop()
+            await close_channels()
+            for server in servers.all:
+                await server.shutdown()
+        finally:
+            await bus.stop()
+            if redis is not None:
+                await redis.aclose()
+            await http.close()
+            await pool.close()
+
+    async def drain(_: web.Application) -> None:
+        """Graceful shutdown: finish what is in flight, then tell clients to reconnect."""
+        await door.drain(settings.shutdown_timeout_s / 2)
+
+    app.cleanup_ctx.append(lifetime)
+    app.on_shutdown.append(drain)
+    return app
 
 
 def _cors(origins: tuple[str, ...]) -> str | list[str] | None:
@@ -478,8 +483,3 @@ def _channels(
             await push.close()
 
     return channels, close
-
-
-async def _drain(app: web.Application) -> None:
-    """Graceful shutdown: finish what is in flight, then tell clients to reconnect."""
-    await app[_DOOR].drain(app[NODE].settings.shutdown_timeout_s / 2)

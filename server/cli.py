@@ -87,13 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     try:
-        app = create_app(settings)
+
+        async def app() -> web.Application:
+            return create_app(settings)  # inside the loop that runs it
+
         url = f"http://{settings.host}:{settings.port}"
         print(f"Lifeline {settings.node_id} listening on {url}", flush=True)
         if settings.api_key == DEV_API_KEY:
             print(f"development API key (X-Api-Key): {DEV_API_KEY}", flush=True)
         web.run_app(
-            app,
+            app(),
             host=settings.host,
             port=settings.port,
             shutdown_timeout=settings.shutdown_timeout_s,

@@ -7,7 +7,6 @@ fields, whatever logged them.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -15,11 +14,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from services.tracing import request_id_var
+
 __all__ = ["JsonFormatter", "configure_logging", "redact", "request_id_var"]
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")

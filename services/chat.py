@@ -7,13 +7,17 @@ the order "store, then ack, then fan out, then push to whoever has no socket".
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.clock import Clock
 from services.errors import Forbidden, Invalid, RateLimited
-from services.ports import Fanout, Push, SocketRooms
+from services.ports import Fanout, SocketRooms
 from services.presence import PresenceService
+from storage.db import Database
+from storage.deliveries import DeliveryRepository, NewDelivery
+from storage.events import Outbox
 from storage.messages import MessageRecord, MessageRepository
 from storage.rooms import RoomRecord, RoomRepository, as_uuid
 from storage.state import EphemeralState
@@ -55,22 +59,28 @@ class ChatService:
     def __init__(
         self,
         *,
+        db: Database,
         rooms: RoomRepository,
         messages: MessageRepository,
+        deliveries: DeliveryRepository,
+        outbox: Outbox,
         presence: PresenceService,
         fanout: Fanout,
         sockets: SocketRooms,
-        push: Push,
+        kick_deliveries: Callable[[], None],
         state: EphemeralState,
         clock: Clock,
         limits: ChatLimits,
     ) -> None:
+        self._db = db
         self._rooms = rooms
         self._messages = messages
+        self._deliveries = deliveries
+        self._outbox = outbox
         self._presence = presence
         self._fanout = fanout
         self._sockets = sockets
-        self._push = push
+        self._kick = kick_deliveries
         self._state = state
         self._clock = clock
         self._limits = limits
@@ -157,17 +167,37 @@ class ChatService:
                 f"{self._limits.send_window_s:g} s",
                 retry_after=retry_after,
             )
-        stored = await self._messages.send(
-            room_id=room, sender_id=user_id, client_msg_id=client_msg_id, text=text
-        )
-        if stored is None:
-            raise Forbidden(_NOT_A_MEMBER)
-        message, created = stored
+        # Who has no socket anywhere is read before the transaction: what the
+        # message owes them commits with it, or neither does.
+        absent = await self._absent_members(room, user_id)
+        async with self._db.transaction() as conn:
+            stored = await self._messages.send(
+                conn, room_id=room, sender_id=user_id, client_msg_id=client_msg_id, text=text
+            )
+            if stored is None:
+                raise Forbidden(_NOT_A_MEMBER)
+            message, created = stored
+            if created:
+                now = message.created_at.timestamp()
+                await self._deliveries.enqueue(conn, self._pushes(message, absent), now=now)
+                await self._outbox.add(
+                    conn,
+                    "chat.message_sent",
+                    {
+                        "message_id": message.id,
+                        "room_id": room,
+                        "seq": message.seq,
+                        "sender_id": user_id,
+                    },
+                    key=room,
+                    now=now,
+                )
         if created:
+            if absent:
+                self._kick()
             await self._fanout.to_room(
                 room, "chat:message", {"message": message.public()}, skip_sid=sid
             )
-            await self._push_to_absent(message)
         return message
 
     async def typing(self, user_id: str, sid: str, room_id: str, typing: bool) -> None:
@@ -245,17 +275,30 @@ class ChatService:
             self._members.move_to_end(room_id)
         return members
 
-    async def _push_to_absent(self, message: MessageRecord) -> None:
-        members = [m for m in await self._member_ids(message.room_id) if m != message.sender_id]
-        connected = await self._presence.connected_among(members)
-        absent = [m for m in members if m not in connected]
-        if absent:
-            text = message.text
-            preview = text if len(text) <= _PUSH_PREVIEW else text[: _PUSH_PREVIEW - 1] + "…"
-            await self._push.push(
-                absent,
+    async def _absent_members(self, room_id: str, sender_id: str) -> list[str]:
+        """Members other than the sender with no socket in the foreground anywhere: a
+        phone whose app is in the background may not show a socket's message."""
+        members = await self._member_ids(room_id)
+        if sender_id not in members:
+            return []  # chat_send refuses a non-member; nothing is owed
+        others = [m for m in members if m != sender_id]
+        awake = await self._presence.awake_among(others)
+        return [m for m in others if m not in awake]
+
+    @staticmethod
+    def _pushes(message: MessageRecord, absent: list[str]) -> list[NewDelivery]:
+        text = message.text
+        preview = text if len(text) <= _PUSH_PREVIEW else text[: _PUSH_PREVIEW - 1] + "…"
+        return [
+            NewDelivery(
+                source="chat",
+                source_id=message.id,
+                channel="push",
+                user_id=member,
                 kind="chat_message",
                 title="New message",
                 body=preview,
                 data={"room_id": message.room_id, "message_id": message.id, "seq": message.seq},
             )
+            for member in absent
+        ]

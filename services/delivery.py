@@ -14,17 +14,16 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from services.clock import Clock
-from storage.deliveries import Delivery, DeliveryRepository, NewDelivery
+from storage.deliveries import Delivery, DeliveryRepository
 
 __all__ = [
     "Channel",
     "DeliveryOutcome",
     "DeliveryWorker",
     "NotConfigured",
-    "PushOutbox",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,42 +44,6 @@ class NotConfigured:
 
     async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
         return DeliveryOutcome("skipped", "not configured")
-
-
-class PushOutbox:
-    """The ``Push`` port: a push owed is a delivery row, sent by the worker."""
-
-    def __init__(
-        self, repo: DeliveryRepository, clock: Clock, *, source: str, kick: Callable[[], None]
-    ) -> None:
-        self._repo = repo
-        self._clock = clock
-        self._source = source
-        self._kick = kick
-
-    async def push(
-        self, user_ids: list[str], *, kind: str, title: str, body: str, data: dict[str, Any]
-    ) -> None:
-        if not user_ids:
-            return
-        source_id = str(data.get("message_id") or data.get("id") or "")
-        await self._repo.add(
-            [
-                NewDelivery(
-                    source=self._source,
-                    source_id=source_id,
-                    channel="push",
-                    user_id=u,
-                    kind=kind,
-                    title=title,
-                    body=body,
-                    data=data,
-                )
-                for u in user_ids
-            ],
-            now=self._clock.now(),
-        )
-        self._kick()
 
 
 class DeliveryWorker:

@@ -8,6 +8,7 @@ applied commit in one transaction, then sockets and providers are told.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from storage.rooms import as_uuid
 from storage.users import UserRepository
 
 __all__ = ["Envelope", "EventService", "UnknownEventType", "parse_envelope"]
+
+log = logging.getLogger(__name__)
 
 _ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "UGX", "XAF", "XOF"})
 
@@ -73,7 +76,9 @@ class EventService:
         notifications: NotificationService,
         fanout: Fanout,
         clock: Clock,
+        on_after_commit_error: Callable[[str], None] = lambda type_: None,
     ) -> None:
+        self._on_after_commit_error = on_after_commit_error
         self._db = db
         self._projects = projects
         self._users = users
@@ -109,7 +114,15 @@ class EventService:
             ):
                 return False
             after = await handle(conn, envelope, parsed)
-        await after()
+        # Applied and committed: from here on nothing may make a door retry it or
+        # dead-letter it. Telling sockets is best effort (the notification is stored).
+        try:
+            await after()
+        except Exception:
+            log.exception(
+                "telling sockets of an applied event failed", extra={"type": envelope.type}
+            )
+            self._on_after_commit_error(envelope.type)
         return True
 
     # -- payloads -----------------------------------------------------------------------------

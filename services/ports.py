@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-__all__ = ["Fanout", "Push", "SessionTerminator", "SocketRooms"]
+__all__ = ["Fanout", "SessionTerminator", "SocketRooms"]
 
 
 class Fanout(Protocol):
@@ -52,11 +52,3 @@ class SocketRooms(Protocol):
         ...
 
     async def leave_project(self, sid: str, project_id: str) -> None: ...
-
-
-class Push(Protocol):
-    """A push notification to users' devices, for those with no socket anywhere."""
-
-    async def push(
-        self, user_ids: list[str], *, kind: str, title: str, body: str, data: dict[str, Any]
-    ) -> None: ...

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _ONLINE = "online"
+# A socket whose app is in the foreground (``client:state``); sockets start there.
+_AWAKE = "awake"
 _ROOM = "room:"
 
 
@@ -50,10 +52,25 @@ class PresenceService:
     # -- sockets of this node ---------------------------------------------------------------
 
     async def connected(self, sid: str, user_id: str) -> None:
-        self._local[sid] = (user_id, {_ONLINE})
+        self._local[sid] = (user_id, {_ONLINE, _AWAKE})
         # Presence is best effort: a store outage must not refuse sockets. The
         # heartbeat writes the entry once the store answers again.
-        await self._tolerate(self._store.add([(_ONLINE, user_id, sid)], self._expiry()))
+        await self._tolerate(
+            self._store.add([(_ONLINE, user_id, sid), (_AWAKE, user_id, sid)], self._expiry())
+        )
+
+    async def foreground(self, sid: str, awake: bool) -> None:
+        """The app of this socket went to the foreground (True) or the background."""
+        local = self._local.get(sid)
+        if local is None or (_AWAKE in local[1]) == awake:
+            return
+        user_id, scopes = local
+        if awake:
+            scopes.add(_AWAKE)
+            await self._tolerate(self._store.add([(_AWAKE, user_id, sid)], self._expiry()))
+        else:
+            scopes.discard(_AWAKE)
+            await self._tolerate(self._store.remove([(_AWAKE, user_id, sid)]))
 
     async def joined(self, sid: str, user_id: str, room_id: str) -> list[str]:
         """Mark the socket present in the room; the users present there now."""
@@ -100,6 +117,11 @@ class PresenceService:
         """Those of these users with a socket on any node (when unsure: nobody, so a
         push goes out rather than nothing)."""
         return await self._tolerate(self._store.present(_ONLINE, user_ids)) or set()
+
+    async def awake_among(self, user_ids: Iterable[str]) -> set[str]:
+        """Those of these users with a socket in the foreground on any node: whoever
+        is not among them is owed a push as if they had no socket."""
+        return await self._tolerate(self._store.present(_AWAKE, user_ids)) or set()
 
     # -- upkeep -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ __all__ = [
     "apply_migrations",
     "create_pool",
     "load_migrations",
+    "new_pool",
 ]
 
 # Whatever runs a query: the pool, or one connection inside a transaction.
@@ -106,8 +107,9 @@ async def _apply(conn: asyncpg.pool.PoolConnectionProxy, migrations: list[Migrat
     return applied_now
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+def new_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    """A pool built whole but not yet connected: ``await pool`` opens it (at startup)."""
+    return asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
@@ -116,6 +118,10 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool
         server_settings={"application_name": "lifeline", "timezone": "UTC"},
         reset=_light_reset,
     )
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    pool = await new_pool(dsn, min_size=min_size, max_size=max_size)
     assert pool is not None
     return pool
 

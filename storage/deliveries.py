@@ -101,10 +101,6 @@ class DeliveryRepository:
             ],
         )
 
-    async def add(self, deliveries: list[NewDelivery], *, now: float) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self.enqueue(conn, deliveries, now=now)
-
     async def claim(self, *, now: float, lease_s: float, limit: int) -> list[Delivery]:
         """Take due deliveries for a lease; another node may take them when it runs out."""
         rows = await self._pool.fetch(

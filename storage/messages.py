@@ -10,7 +10,6 @@ import asyncpg
 
 from services.clock import iso
 from storage.db import Queryable
-from storage.events import Outbox
 
 __all__ = ["MessageRecord", "MessageRepository"]
 
@@ -52,36 +51,26 @@ def _message(row: asyncpg.Record) -> MessageRecord:
 
 
 class MessageRepository:
-    def __init__(self, pool: asyncpg.Pool, *, outbox: Outbox) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._outbox = outbox
 
+    @staticmethod
     async def send(
-        self, *, room_id: str, sender_id: str, client_msg_id: str, text: str
+        conn: Queryable, *, room_id: str, sender_id: str, client_msg_id: str, text: str
     ) -> tuple[MessageRecord, bool] | None:
-        """Store a message with the room's next seq, committed when this returns.
+        """Store a message with the room's next seq, inside the caller's transaction.
 
         Returns the message and whether it is new (False: a retry, answered with
         the first message of that ``client_msg_id``), or None for a non-member.
         """
-        if self._outbox.enabled:
-            async with self._pool.acquire() as conn, conn.transaction():
-                row = await self._send(conn, room_id, sender_id, client_msg_id, text)
-                if row is not None and row["created"]:
-                    await self._outbox.add(
-                        conn,
-                        "chat.message_sent",
-                        {
-                            "message_id": row["id"],
-                            "room_id": room_id,
-                            "seq": row["seq"],
-                            "sender_id": sender_id,
-                        },
-                        key=room_id,
-                        now=row["created_at"].timestamp(),
-                    )
-        else:
-            row = await self._send(self._pool, room_id, sender_id, client_msg_id, text)
+        row = await conn.fetchrow(
+            """SELECT id::text AS id, seq, text, created_at, created
+                 FROM chat_send($1::uuid, $2::uuid, $3, $4)""",
+            room_id,
+            sender_id,
+            client_msg_id,
+            text,
+        )
         if row is None:
             return None
         # On a retry the first text wins, whatever this one says.
@@ -94,19 +83,6 @@ class MessageRepository:
             created_at=row["created_at"],
         )
         return message, bool(row["created"])
-
-    @staticmethod
-    async def _send(
-        conn: Queryable, room_id: str, sender_id: str, client_msg_id: str, text: str
-    ) -> asyncpg.Record | None:
-        return await conn.fetchrow(
-            """SELECT id::text AS id, seq, text, created_at, created
-                 FROM chat_send($1::uuid, $2::uuid, $3, $4)""",
-            room_id,
-            sender_id,
-            client_msg_id,
-            text,
-        )
 
     async def before(
         self, room_id: str, *, before_seq: int | None, limit: int

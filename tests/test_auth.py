@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 
+import asyncpg
 import jwt
 import pytest
 
-from server.keys import NODE
 from storage.crypto import FieldCipher, parse_keys
 from tests.conftest import FakeClock, Running, ServerFactory
 from tests.services import DATA_KEYS, JWT_SECRET
@@ -66,11 +66,14 @@ async def test_register_rejects_bad_input_and_duplicates(server: Running) -> Non
         assert answer["error"]["code"] == ("conflict" if expected == 409 else "invalid")
 
 
-async def test_register_stores_phone_in_e164(server: Running) -> None:
+async def test_register_stores_phone_in_e164(server: Running, db: str) -> None:
     account = await server.api.register(role="patient", phone="+49 151 23456789")
     assert account.user["role"] == "patient"
-    pool = server.app[NODE].require_pool()
-    stored = await pool.fetchval("SELECT phone FROM users WHERE id = $1::uuid", account.id)
+    conn = await asyncpg.connect(db)
+    try:
+        stored = await conn.fetchval("SELECT phone FROM users WHERE id = $1::uuid", account.id)
+    finally:
+        await conn.close()
     # Encrypted at rest; normalised to E.164 underneath.
     assert FieldCipher(parse_keys(DATA_KEYS)).decrypt(stored, "phone") == "+4915123456789"
 
