@@ -7,7 +7,7 @@ from aiohttp import web
 from handlers.common import RestDoor, json_response, query_bool, query_int
 from services.errors import Invalid
 from services.events import EventService
-from services.notifications import NotificationService, parse_preferences
+from services.notifications import NotificationService
 
 __all__ = ["routes"]
 
@@ -67,9 +67,7 @@ def routes(
     async def put_preferences(request: web.Request) -> web.Response:
         identity = await door.identity(request)
         body = await door.body(request)
-        prefs = await notifications.set_preferences(
-            identity.user_id, parse_preferences(body.raw_object())
-        )
+        prefs = await notifications.set_preferences(identity.user_id, body.raw_object())
         return json_response({"preferences": prefs.public()})
 
     @table.post("/api/v1/events")

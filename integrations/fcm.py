@@ -20,7 +20,7 @@ import google.auth.transport.requests
 import orjson
 from firebase_admin import credentials, exceptions, messaging
 
-from services.delivery import DeliveryOutcome
+from services.channels import DeliveryOutcome, Person, by_user
 from storage.deliveries import Delivery
 
 __all__ = ["FcmPush"]
@@ -47,6 +47,11 @@ def _data(values: dict[str, Any]) -> dict[str, str]:
 
 
 class FcmPush:
+    name = "push"
+
+    def address(self, person: Person) -> str | None:
+        return by_user(person)
+
     def __init__(
         self,
         *,

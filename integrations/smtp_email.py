@@ -6,13 +6,18 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from services.delivery import DeliveryOutcome
+from services.channels import DeliveryOutcome, Person, by_email
 from storage.deliveries import Delivery
 
 __all__ = ["SmtpEmail"]
 
 
 class SmtpEmail:
+    name = "email"
+
+    def address(self, person: Person) -> str | None:
+        return by_email(person)
+
     def __init__(
         self,
         *,
@@ -59,3 +64,6 @@ class SmtpEmail:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return DeliveryOutcome("retry", f"smtp: {type(exc).__name__}")
         return DeliveryOutcome("sent", "accepted")
+
+    async def close(self) -> None:
+        return None

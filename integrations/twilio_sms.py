@@ -12,7 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from services.delivery import DeliveryOutcome
+from services.channels import DeliveryOutcome, Person, by_phone
 from storage.deliveries import Delivery
 
 __all__ = ["TwilioSms"]
@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class TwilioSms:
+    name = "sms"
+
+    def address(self, person: Person) -> str | None:
+        return by_phone(person)
+
     def __init__(
         self,
         *,

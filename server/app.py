@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
@@ -49,9 +49,10 @@ from realtime.transport import without_ws_compression
 from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.auth import AuthService, LoginThrottle
+from services.channels import Channel, ChannelRegistry, NotConfigured, by_email, by_phone, by_user
 from services.chat import ChatLimits, ChatService
 from services.clock import Clock, SystemClock
-from services.delivery import Channel, DeliveryWorker, NotConfigured
+from services.delivery import DeliveryWorker
 from services.donations import TickerService
 from services.events import EventService
 from services.metrics import Metrics
@@ -99,7 +100,9 @@ class _Json:
         return orjson.loads(text)
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, extra_channels: tuple[Channel, ...] = ()
+) -> web.Application:
     """Build a node whole: every store, service, door and route, each once.
 
     Called inside the event loop that will run it (``web.run_app`` takes the
@@ -232,7 +235,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         ttl_s=limits.presence_ttl_s,
         on_error=lambda kind: metrics.bus_errors.labels(kind).inc(),
     )
-    channels, close_channels = _channels(settings, notification_repo)
+    channels = _channels(settings, notification_repo, extra_channels)
     worker = DeliveryWorker(
         deliveries,
         channels,
@@ -279,6 +282,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
         repo=notification_repo,
         deliveries=deliveries,
         outbox=outbox,
+        channels=channels,
         fanout=fanout,
         clock=clock,
         kick_deliveries=worker.kick,
@@ -395,7 +399,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await presence.stop()
-            await close_channels()
+            await channels.close()
             for server in servers.all:
                 await server.shutdown()
         finally:
@@ -436,50 +440,52 @@ def _total(counter: Counter) -> float:
 
 
 def _channels(
-    settings: Settings, notifications: NotificationRepository
-) -> tuple[dict[str, Channel], Callable[[], Awaitable[None]]]:
-    """SMS, push and email channels; one without credentials records "not configured"."""
+    settings: Settings, notifications: NotificationRepository, extra: tuple[Channel, ...]
+) -> ChannelRegistry:
+    """Every channel that reaches people outside the app, registered here and only here.
+
+    A channel without provider credentials records "skipped: not configured".
+    """
     providers = settings.providers
-    channels: dict[str, Channel] = {
-        "sms": NotConfigured(),
-        "push": NotConfigured(),
-        "email": NotConfigured(),
-    }
-    sms: TwilioSms | None = None
-    push: FcmPush | None = None
+    registry = ChannelRegistry()
+    if providers.fcm_credentials_file:
+        registry.register(
+            FcmPush(
+                credentials_file=providers.fcm_credentials_file,
+                project_id=providers.fcm_project_id,
+                base_url=providers.fcm_base_url,
+                tokens=notifications.push_tokens,
+                forget=notifications.remove_tokens,
+            )
+        )
+    else:
+        registry.register(NotConfigured("push", by_user))
     if providers.sms:
         assert providers.twilio_account_sid and providers.twilio_auth_token
         assert providers.twilio_from
-        sms = TwilioSms(
-            account_sid=providers.twilio_account_sid,
-            auth_token=providers.twilio_auth_token,
-            from_number=providers.twilio_from,
-            base_url=providers.twilio_base_url,
+        registry.register(
+            TwilioSms(
+                account_sid=providers.twilio_account_sid,
+                auth_token=providers.twilio_auth_token,
+                from_number=providers.twilio_from,
+                base_url=providers.twilio_base_url,
+            )
         )
-        channels["sms"] = sms
-    if providers.fcm_credentials_file:
-        push = FcmPush(
-            credentials_file=providers.fcm_credentials_file,
-            project_id=providers.fcm_project_id,
-            base_url=providers.fcm_base_url,
-            tokens=notifications.push_tokens,
-            forget=notifications.remove_tokens,
-        )
-        channels["push"] = push
+    else:
+        registry.register(NotConfigured("sms", by_phone))
     if providers.smtp_host:
-        channels["email"] = SmtpEmail(
-            host=providers.smtp_host,
-            port=providers.smtp_port,
-            sender=providers.smtp_from,
-            username=providers.smtp_username,
-            password=providers.smtp_password,
-            start_tls=providers.smtp_tls,
+        registry.register(
+            SmtpEmail(
+                host=providers.smtp_host,
+                port=providers.smtp_port,
+                sender=providers.smtp_from,
+                username=providers.smtp_username,
+                password=providers.smtp_password,
+                start_tls=providers.smtp_tls,
+            )
         )
-
-    async def close() -> None:
-        if sms is not None:
-            await sms.close()
-        if push is not None:
-            await push.close()
-
-    return channels, close
+    else:
+        registry.register(NotConfigured("email", by_email))
+    for channel in extra:
+        registry.register(channel)
+    return registry

@@ -4,7 +4,8 @@ Services write ``NewDelivery`` rows in the transaction of what caused them;
 ``DeliveryWorker`` (one per node) claims due rows with a lease, hands each to
 its channel and records the outcome. Transient failures are retried with
 growing delays up to a limit; permanent ones are recorded and left alone.
-A channel without credentials answers ``skipped: not configured``.
+Channels come from the registry (services/channels.py); one without
+credentials answers ``skipped: not configured``.
 """
 
 from __future__ import annotations
@@ -13,44 +14,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
+from services.channels import ChannelRegistry, DeliveryOutcome
 from services.clock import Clock
 from storage.deliveries import Delivery, DeliveryRepository
 
-__all__ = [
-    "Channel",
-    "DeliveryOutcome",
-    "DeliveryWorker",
-    "NotConfigured",
-]
+__all__ = ["DeliveryWorker"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryOutcome:
-    status: Literal["sent", "failed", "retry", "skipped"]
-    detail: str = ""
-
-
-class Channel(Protocol):
-    async def deliver(self, delivery: Delivery) -> DeliveryOutcome: ...
-
-
-class NotConfigured:
-    """A channel with no provider credentials: the server runs, and says so per message."""
-
-    async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
-        return DeliveryOutcome("skipped", "not configured")
 
 
 class DeliveryWorker:
     def __init__(
         self,
         repo: DeliveryRepository,
-        channels: dict[str, Channel],
+        channels: ChannelRegistry,
         *,
         clock: Clock,
         interval_s: float = 0.5,

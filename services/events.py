@@ -16,7 +16,7 @@ from typing import Any
 from services.auth import REGISTRABLE_ROLES
 from services.clock import Clock, iso, parse_iso
 from services.errors import Invalid
-from services.notifications import CHANNELS, DEFAULT_CHANNELS, NotificationService, Prepared
+from services.notifications import DEFAULT_CHANNELS, NotificationService, Prepared
 from services.ports import Fanout
 from services.validation import Payload, as_payload
 from storage.db import Database, Queryable
@@ -141,8 +141,7 @@ class EventService:
             "message": p.opt_string("message", max_len=500),
         }
 
-    @staticmethod
-    def _parse_request(p: Payload) -> dict[str, Any]:
+    def _parse_request(self, p: Payload) -> dict[str, Any]:
         channels = p.raw("channels")
         if channels is None:
             chosen = DEFAULT_CHANNELS
@@ -150,9 +149,10 @@ class EventService:
             if (
                 not isinstance(channels, list)
                 or not channels
-                or any(c not in CHANNELS for c in channels)
+                or any(c not in self._notifications.channel_names for c in channels)
             ):
-                raise Invalid(f"channels must be a list of {', '.join(CHANNELS)}")
+                names = ", ".join(self._notifications.channel_names)
+                raise Invalid(f"channels must be a list of {names}")
             chosen = tuple(dict.fromkeys(channels))
         data = p.raw("data")
         if data is not None and not isinstance(data, dict):

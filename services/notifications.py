@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.channels import IN_APP, ChannelRegistry, Person
 from services.clock import Clock
 from services.errors import Invalid
 from services.ports import Fanout
@@ -22,11 +23,9 @@ from storage.events import Outbox
 from storage.notifications import NotificationRecord, NotificationRepository, Preferences
 from storage.rooms import as_uuid
 
-__all__ = ["CHANNELS", "NotificationService", "Prepared", "parse_preferences"]
+__all__ = ["DEFAULT_CHANNELS", "NotificationService", "Prepared", "parse_preferences"]
 
-CHANNELS = ("in_app", "push", "sms", "email")
-OUTSIDE_CHANNELS = ("push", "sms", "email")
-DEFAULT_CHANNELS = ("in_app", "push")
+DEFAULT_CHANNELS = (IN_APP, "push")
 # Kinds that reach people whatever their quiet hours say.
 URGENT_KINDS = frozenset({"sos"})
 MAX_RECIPIENTS = 10_000
@@ -59,7 +58,7 @@ def quiet_until(prefs: Preferences, now: float) -> float | None:
     return end_today.astimezone(UTC).timestamp()
 
 
-def parse_preferences(body: Any) -> Preferences:
+def parse_preferences(body: Any, channel_names: tuple[str, ...]) -> Preferences:
     """``{channels: {kind: {channel: bool}}, quiet_hours: {start, end} | null, time_zone}``."""
     if not isinstance(body, dict):
         raise Invalid("preferences must be a JSON object")
@@ -71,8 +70,10 @@ def parse_preferences(body: Any) -> Preferences:
         if not isinstance(kind, str) or not 1 <= len(kind) <= 64 or not isinstance(switches, dict):
             raise Invalid("channels maps a kind to {channel: true|false}")
         for channel, on in switches.items():
-            if channel not in CHANNELS or not isinstance(on, bool):
-                raise Invalid(f"channels of a kind are {', '.join(CHANNELS)}, each true or false")
+            if channel not in channel_names or not isinstance(on, bool):
+                raise Invalid(
+                    f"channels of a kind are {', '.join(channel_names)}, each true or false"
+                )
         channels[kind] = dict(switches)
     zone = body.get("time_zone", "UTC")
     if not isinstance(zone, str) or len(zone) > 64:
@@ -107,10 +108,12 @@ class NotificationService:
         repo: NotificationRepository,
         deliveries: DeliveryRepository,
         outbox: Outbox,
+        channels: ChannelRegistry,
         fanout: Fanout,
         clock: Clock,
         kick_deliveries: Any,
     ) -> None:
+        self._channels = channels
         self._db = db
         self._repo = repo
         self._deliveries = deliveries
@@ -158,7 +161,7 @@ class NotificationService:
         recipients = await self._repo.recipients([c for c in canonical.values() if c])
         known = [canonical[u] for u in wanted if canonical[u] in recipients]
         unknown = [u for u in wanted if canonical[u] not in recipients]
-        prepared = Prepared(unknown=unknown, in_app="in_app" in channels)
+        prepared = Prepared(unknown=unknown, in_app=IN_APP in channels)
         if not known:
             return prepared
         now = self._clock.now()
@@ -176,17 +179,17 @@ class NotificationService:
             person = recipients[record.user_id]
             switches = person.preferences.channels.get(kind, {})
             later = None if kind in URGENT_KINDS else quiet_until(person.preferences, now)
-            for channel in OUTSIDE_CHANNELS:
-                if channel not in channels or not switches.get(channel, True):
+            whom = Person(user_id=record.user_id, email=person.email, phone=person.phone)
+            for channel in self._channels:
+                if channel.name not in channels or not switches.get(channel.name, True):
                     continue
-                address = {"sms": person.phone, "email": person.email}.get(channel)
                 owed.append(
                     NewDelivery(
                         source="notification",
                         source_id=record.id,
-                        channel=channel,
+                        channel=channel.name,
                         user_id=record.user_id,
-                        address=address,
+                        address=channel.address(whom),
                         kind=kind,
                         title=title,
                         body=body,
@@ -243,6 +246,12 @@ class NotificationService:
     async def preferences(self, user_id: str) -> Preferences:
         return await self._repo.preferences(user_id)
 
-    async def set_preferences(self, user_id: str, prefs: Preferences) -> Preferences:
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return self._channels.names
+
+    async def set_preferences(self, user_id: str, body: Any) -> Preferences:
+        """Replace the user's preferences with those of a request body (checked here)."""
+        prefs = parse_preferences(body, self._channels.names)
         await self._repo.set_preferences(user_id, prefs)
         return prefs

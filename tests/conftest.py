@@ -148,9 +148,11 @@ async def make_server(
 ) -> AsyncIterator[ServerFactory]:
     started: list[TestServer] = []
 
-    async def factory(settings: Settings | None = None, **changes: Any) -> Running:
+    async def factory(
+        settings: Settings | None = None, *, extra_channels: tuple[Any, ...] = (), **changes: Any
+    ) -> Running:
         settings = settings or base_settings(db, **changes)
-        app = create_app(settings, clock=clock)
+        app = create_app(settings, clock=clock, extra_channels=extra_channels)
         server = TestServer(app, host="127.0.0.1", port=free_port())
         await server.start_server()
         started.append(server)

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from services.channels import ChannelRegistry, NotConfigured
 from services.events import EventService
 from services.notifications import NotificationService
 from storage.crypto import FieldCipher, parse_keys
@@ -107,6 +108,7 @@ async def test_an_applied_event_stays_applied_when_telling_sockets_fails(
             repo=NotificationRepository(pool, cipher=cipher),
             deliveries=DeliveryRepository(pool, cipher=cipher),
             outbox=outbox,
+            channels=ChannelRegistry([NotConfigured("push")]),
             fanout=broken,
             clock=clock,
             kick_deliveries=lambda: None,
