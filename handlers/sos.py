@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.common import RestDoor, json_response
+from handlers.common import RestDoor, json_response, query_int
 from services.sos import SosService
 
 __all__ = ["routes"]
@@ -36,6 +36,16 @@ def routes(door: RestDoor, sos: SosService) -> web.RouteTableDef:
         identity = await door.identity(request)
         await sos.delete_contact(identity.user_id, request.match_info["contact_id"])
         return web.Response(status=204)
+
+    @table.get("/api/v1/sos")
+    async def alerts(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        found = await sos.alerts_of(
+            identity.user_id,
+            status=request.query.get("status") or "open",
+            limit=query_int(request, "limit", minimum=1),
+        )
+        return json_response({"alerts": found})
 
     @table.get("/api/v1/sos/{alert_id}")
     async def alert(request: web.Request) -> web.Response:

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import firebase_admin
@@ -23,11 +25,13 @@ from firebase_admin import credentials, exceptions, messaging
 from services.channels import DeliveryOutcome, Person, by_user
 from storage.deliveries import Delivery
 
-__all__ = ["FcmPush"]
+__all__ = ["FcmPush", "UrgentPush"]
 
 log = logging.getLogger(__name__)
 
 _apps = itertools.count()
+# Answers that say the token will never work again: drop it.
+_DEAD_TOKEN = (messaging.UnregisteredError, exceptions.InvalidArgumentError)
 _TRANSIENT = (
     exceptions.UnavailableError,
     exceptions.InternalError,
@@ -46,6 +50,57 @@ def _data(values: dict[str, Any]) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class UrgentPush:
+    """How an SOS push wakes a phone: the highest priority each platform allows.
+
+    Android: priority high, its own notification channel and sound. iOS:
+    ``apns-priority: 10`` and ``time-sensitive`` (a critical alert, which rings
+    through silent mode, needs Apple's entitlement: off unless configured).
+    Pushes of one alert collapse, so escalations replace rather than pile up,
+    and none outlives the alert.
+    """
+
+    android_channel_id: str = "sos_alerts"
+    critical: bool = False
+    ttl_s: float = 24 * 3600.0
+
+    def options(self, delivery: Delivery) -> dict[str, Any]:
+        collapse = str(delivery.data.get("alert_id") or delivery.source_id)[:64]
+        ttl = int(self.ttl_s)
+        sound: str | messaging.CriticalSound = (
+            messaging.CriticalSound("default", critical=True, volume=1.0)
+            if self.critical
+            else "default"
+        )
+        return {
+            "android": messaging.AndroidConfig(
+                priority="high",
+                ttl=ttl,
+                collapse_key=collapse,
+                notification=messaging.AndroidNotification(
+                    channel_id=self.android_channel_id, sound="default", priority="max"
+                ),
+            ),
+            "apns": messaging.APNSConfig(
+                headers={
+                    "apns-priority": "10",
+                    "apns-push-type": "alert",
+                    "apns-collapse-id": collapse,
+                    "apns-expiration": str(int(time.time()) + ttl),
+                },
+                payload=messaging.APNSPayload(
+                    aps=messaging.Aps(
+                        sound=sound,
+                        custom_data={
+                            "interruption-level": "critical" if self.critical else "time-sensitive"
+                        },
+                    )
+                ),
+            ),
+        }
+
+
 class FcmPush:
     name = "push"
 
@@ -60,7 +115,9 @@ class FcmPush:
         forget: Callable[[list[str]], Awaitable[None]],
         project_id: str | None = None,
         base_url: str | None = None,
+        urgent: UrgentPush | None = None,
     ) -> None:
+        self._urgent = urgent or UrgentPush()
         options = {"projectId": project_id} if project_id else None
         self._app = firebase_admin.initialize_app(
             credentials.Certificate(credentials_file), options, name=f"lifeline-{next(_apps)}"
@@ -86,9 +143,7 @@ class FcmPush:
                 fid=token,  # firebase-admin 7.6+ names the registration token `fid`
                 notification=messaging.Notification(title=delivery.title, body=delivery.body),
                 data=_data({"kind": delivery.kind, **delivery.data}),
-                android=messaging.AndroidConfig(priority="high")
-                if delivery.kind == "sos"
-                else None,
+                **(self._urgent.options(delivery) if delivery.kind == "sos" else {}),
             )
             for token, _platform in devices
         ]
@@ -97,14 +152,14 @@ class FcmPush:
         dead = [
             token
             for (token, _), response in zip(devices, batch.responses, strict=True)
-            if not response.success and isinstance(response.exception, messaging.UnregisteredError)
+            if not response.success and isinstance(response.exception, _DEAD_TOKEN)
         ]
         if dead:
             await self._forget(dead)
         if batch.success_count:
             return DeliveryOutcome("sent", f"{batch.success_count} of {len(devices)} devices")
         if len(dead) == len(devices):
-            return DeliveryOutcome("failed", "every device token is unregistered")
+            return DeliveryOutcome("failed", "every device token is unregistered or invalid")
         errors = [r.exception for r in batch.responses if r.exception is not None]
         detail = "; ".join(sorted({type(e).__name__ for e in errors}))
         if any(isinstance(e, _TRANSIENT) for e in errors):

@@ -51,6 +51,8 @@ class SocketDoor:
         self._metrics = metrics
         self._auth = auth
         self._connect_hooks: list[Hook] = []
+        self._after_connect_hooks: list[Hook] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._disconnect_hooks: list[Hook] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -120,6 +122,11 @@ class SocketDoor:
     def on_connect(self, hook: Hook) -> None:
         """Runs once an authenticated socket is connected; a failure refuses it."""
         self._connect_hooks.append(hook)
+
+    def after_connect(self, hook: Hook) -> None:
+        """Runs once the socket's CONNECT has gone out, so what it emits arrives after it
+        (Socket.IO v5 clients expect no event of a namespace before its CONNECT)."""
+        self._after_connect_hooks.append(hook)
 
     def on_disconnect(self, hook: Hook) -> None:
         self._disconnect_hooks.append(hook)
@@ -215,7 +222,19 @@ class SocketDoor:
             self._metrics.connections_refused.labels(error.code).inc()
             log.warning("connect hook failed", exc_info=True)
             raise socketio.exceptions.ConnectionRefusedError(error.code) from None
+        if self._after_connect_hooks:
+            # Scheduled now, run after python-socketio queues the CONNECT packet.
+            task = asyncio.get_running_loop().create_task(self._run_after_connect(session))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return True
+
+    async def _run_after_connect(self, session: SocketSession) -> None:
+        for hook in self._after_connect_hooks:
+            try:
+                await hook(session)
+            except Exception:
+                log.warning("after-connect hook failed", exc_info=True)
 
     def _release_poll(self, sid: str, namespace: str, reason: Any) -> None:
         """End a long-poll the client left hanging when it said goodbye.

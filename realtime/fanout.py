@@ -31,6 +31,7 @@ from realtime import rooms
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from services.metrics import Metrics
+from services.ports import Receipt, ReceiptHandler
 from storage.bus import PeerBus
 
 __all__ = ["Fanout"]
@@ -38,6 +39,7 @@ __all__ = ["Fanout"]
 log = logging.getLogger(__name__)
 
 _EMIT = "emit"
+_ASK = "ask"
 _END_SESSIONS = "end-sessions"
 
 
@@ -56,8 +58,14 @@ class Fanout:
         self._sessions = sessions
         self._metrics = metrics
         self._max_buffered = max_buffered_bytes
+        self._receipts: dict[str, ReceiptHandler] = {}
         bus.subscribe(_EMIT, self._on_peer_emit)
+        bus.subscribe(_ASK, self._on_peer_ask)
         bus.subscribe(_END_SESSIONS, self._on_peer_end_sessions)
+
+    def on_receipt(self, kind: str, handler: ReceiptHandler) -> None:
+        """Where acks of emits asking for a ``kind`` receipt go (SOS: the alert service)."""
+        self._receipts[kind] = handler
 
     # -- the port services use ------------------------------------------------------------
 
@@ -87,6 +95,66 @@ class Fanout:
             raise ValueError(f"not a channel: {channel!r}")
         namespace, room = parsed
         await self._emit(namespace, [room], event, data, None)
+
+    async def ask_users(
+        self, user_ids: Iterable[str], event: str, data: Any, *, receipt: Receipt
+    ) -> None:
+        """Emit asking each socket for an ack (SOS: receipts, not presence).
+
+        Each socket gets its own packet through python-socketio's ``emit`` with a
+        callback, since an ack id is per socket: this path is for the few events
+        that must be confirmed, never for chat's volume.
+        """
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return
+        self._metrics.child(self._metrics.events_out, event).inc()
+        await self._ask_local(users, event, data, receipt)
+        if self._bus.has_peers:
+            await self._bus.publish(
+                _ASK, msgpack.packb([users, event, data, list(receipt)], use_bin_type=True)
+            )
+
+    async def ask_socket(self, sid: str, event: str, data: Any, *, receipt: Receipt) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        self._metrics.child(self._metrics.events_out, event).inc()
+        await self._ask(sid, session.user_id, event, data, receipt)
+
+    async def _ask_local(
+        self, user_ids: list[str], event: str, data: Any, receipt: Receipt
+    ) -> None:
+        targets = [rooms.user(u) for u in user_ids]
+        room: str | list[str] = targets if len(targets) > 1 else targets[0]
+        for server in self._servers.all:
+            for sid, _ in list(server.manager.get_participants(rooms.MAIN, room)):
+                session = self._sessions.get(sid)
+                if session is not None:
+                    await self._ask(sid, session.user_id, event, data, receipt)
+
+    async def _ask(self, sid: str, user_id: str, event: str, data: Any, receipt: Receipt) -> None:
+        kind, key = receipt
+        handler = self._receipts.get(kind)
+
+        async def acked(*_: Any) -> None:
+            if handler is None:
+                return
+            try:
+                await handler(key, user_id)
+            except Exception:
+                log.exception("recording a receipt failed", extra={"kind": kind})
+
+        try:
+            await self._servers.of(sid).emit(
+                event, data, to=sid, namespace=rooms.MAIN, callback=acked
+            )
+        except Exception:  # the socket went away meanwhile: no receipt, the fallback holds
+            log.debug("asking a socket for a receipt failed", exc_info=True)
+
+    async def _on_peer_ask(self, raw: bytes) -> None:
+        user_ids, event, data, receipt = msgpack.unpackb(raw, raw=False)
+        await self._ask_local(user_ids, event, data, (receipt[0], receipt[1]))
 
     async def join_room(self, sid: str, room_id: str) -> None:
         await self._servers.of(sid).enter_room(sid, rooms.room(room_id), namespace=rooms.MAIN)

@@ -47,6 +47,10 @@ def register(door: SocketDoor, sos: SosService) -> None:
         alert = await sos.resolve(session.user_id, payload.identifier("alert_id"))
         return {"alert": alert.public()}
 
+    async def connected(session: SocketSession) -> None:
+        await sos.contact_connected(session.sid, session.user_id)
+
+    door.after_connect(connected)
     door.on("sos:raise", raise_alert)
     door.on("sos:location", location)
     door.on("sos:ack", acknowledge)

@@ -30,13 +30,14 @@ from handlers import projects as project_routes
 from handlers import publish as publish_routes
 from handlers import rooms as room_routes
 from handlers import sos as sos_routes
+from handlers import webhooks as webhook_routes
 from handlers.common import RestDoor
 from handlers.middleware import lifeline_middleware
-from integrations.fcm import FcmPush
+from integrations.fcm import FcmPush, UrgentPush
 from integrations.jwks import JwksVerifier
 from integrations.kafka import KafkaBridge
 from integrations.smtp_email import SmtpEmail
-from integrations.twilio_sms import TwilioSms
+from integrations.twilio_sms import TwilioSignature, TwilioSms
 from realtime import chat as chat_events
 from realtime import live as live_events
 from realtime import sos as sos_events
@@ -60,6 +61,7 @@ from services.notifications import NotificationService
 from services.ops import OpsService
 from services.presence import PresenceService
 from services.publish import PublishService
+from services.sos import RECEIPT as SOS_RECEIPT
 from services.sos import SosRules, SosService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
 from storage.contacts import ContactRepository
@@ -155,7 +157,7 @@ def create_app(
     users = UserRepository(pool, cipher=cipher)
     deliveries = DeliveryRepository(pool, cipher=cipher)
     notification_repo = NotificationRepository(pool, cipher=cipher)
-    alerts = SosRepository(pool, outbox=outbox, cipher=cipher, deliveries=deliveries)
+    alerts = SosRepository(pool, cipher=cipher)
     projects = ProjectRepository(pool)
 
     # -- Socket.IO ------------------------------------------------------------------------------
@@ -237,6 +239,7 @@ def create_app(
     )
     channels = _channels(settings, notification_repo, extra_channels)
     worker = DeliveryWorker(
+        db,
         deliveries,
         channels,
         clock=clock,
@@ -260,10 +263,12 @@ def create_app(
     )
     sos_settings = settings.sos
     sos = SosService(
+        db=db,
         contacts=ContactRepository(pool, cipher=cipher),
         alerts=alerts,
         users=users,
         deliveries=deliveries,
+        outbox=outbox,
         presence=presence,
         fanout=fanout,
         clock=clock,
@@ -273,10 +278,13 @@ def create_app(
             escalation_levels=sos_settings.escalation_levels,
             expire_after_s=sos_settings.expire_after_s,
             scheduler_interval_s=sos_settings.scheduler_interval_s,
+            socket_ack_s=sos_settings.socket_ack_s,
         ),
         kick_deliveries=worker.kick,
         on_escalated=lambda level: metrics.sos_escalations.labels(str(level)).inc(),
     )
+    fanout.on_receipt(SOS_RECEIPT, sos.socket_acked)
+    worker.follow("sos", sos.delivery_finished)
     notifications = NotificationService(
         db=db,
         repo=notification_repo,
@@ -365,6 +373,13 @@ def create_app(
         notification_routes.routes(rest, notifications, events),
         project_routes.routes(tickers),
         dashboard_routes.routes(rest, ops),
+        webhook_routes.routes(
+            worker,
+            signature=TwilioSignature(settings.providers.twilio_auth_token).valid
+            if settings.providers.sms and settings.providers.twilio_auth_token
+            else None,
+            public_url=settings.providers.twilio_status_url,
+        ),
     ):
         app.add_routes(table)
     app[SOCKETIO] = sio
@@ -456,6 +471,11 @@ def _channels(
                 base_url=providers.fcm_base_url,
                 tokens=notifications.push_tokens,
                 forget=notifications.remove_tokens,
+                urgent=UrgentPush(
+                    android_channel_id=settings.sos.android_channel_id,
+                    critical=settings.sos.critical_alerts,
+                    ttl_s=settings.sos.expire_after_s,
+                ),
             )
         )
     else:
@@ -469,6 +489,7 @@ def _channels(
                 auth_token=providers.twilio_auth_token,
                 from_number=providers.twilio_from,
                 base_url=providers.twilio_base_url,
+                status_url=providers.twilio_status_url,
             )
         )
     else:

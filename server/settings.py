@@ -77,6 +77,11 @@ class SosSettings:
     expire_after_s: float = 24 * 3600.0
     max_contacts: int = 20
     scheduler_interval_s: float = 0.5
+    # A contact's sockets have this long to ack sos:alert before a push goes out.
+    socket_ack_s: float = 5.0
+    # iOS critical alerts ring through silent mode; they need Apple's entitlement.
+    critical_alerts: bool = False
+    android_channel_id: str = "sos_alerts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,8 @@ class ProviderSettings:
     twilio_auth_token: str | None = None
     twilio_from: str | None = None
     twilio_base_url: str | None = None
+    # The public URL of POST /api/v1/webhooks/twilio, as Twilio calls it (and signs it).
+    twilio_status_url: str | None = None
     fcm_credentials_file: str | None = None
     fcm_project_id: str | None = None
     fcm_base_url: str | None = None
@@ -234,12 +241,19 @@ class Settings:
             escalation_levels=reader.integer("LIFELINE_SOS_ESCALATION_LEVELS", 3, minimum=1),
             expire_after_s=reader.number("LIFELINE_SOS_EXPIRE_AFTER_S", 86400.0, minimum=60.0),
             max_contacts=reader.integer("LIFELINE_MAX_CONTACTS", 20, minimum=1),
+            socket_ack_s=reader.number("LIFELINE_SOS_SOCKET_ACK_S", 5.0, minimum=0.5),
+            critical_alerts=reader.choice(
+                "LIFELINE_SOS_CRITICAL_ALERTS", ("true", "false"), "false"
+            )
+            == "true",
+            android_channel_id=reader.text("LIFELINE_SOS_ANDROID_CHANNEL", "sos_alerts"),
         )
         providers = ProviderSettings(
             twilio_account_sid=reader.optional("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=reader.optional("TWILIO_AUTH_TOKEN"),
             twilio_from=reader.optional("TWILIO_FROM_NUMBER"),
             twilio_base_url=reader.optional("LIFELINE_TWILIO_BASE_URL"),
+            twilio_status_url=reader.optional("LIFELINE_TWILIO_STATUS_URL"),
             fcm_credentials_file=reader.optional("LIFELINE_FCM_CREDENTIALS"),
             fcm_project_id=reader.optional("LIFELINE_FCM_PROJECT_ID"),
             fcm_base_url=reader.optional("LIFELINE_FCM_BASE_URL"),

@@ -13,20 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from services.channels import ChannelRegistry, DeliveryOutcome
 from services.clock import Clock
+from storage.db import Database, Queryable
 from storage.deliveries import Delivery, DeliveryRepository
 
 __all__ = ["DeliveryWorker"]
 
 log = logging.getLogger(__name__)
 
+AfterCommit = Callable[[], Awaitable[None]]
+# Writes what a delivery's final outcome owes inside the transaction that records
+# it (an SMS when a push could not go out), and returns what to do after the commit.
+Follower = Callable[[Queryable, Delivery, DeliveryOutcome], Awaitable[AfterCommit | None]]
+
 
 class DeliveryWorker:
     def __init__(
         self,
+        db: Database,
         repo: DeliveryRepository,
         channels: ChannelRegistry,
         *,
@@ -38,6 +45,7 @@ class DeliveryWorker:
         batch: int = 50,
         on_outcome: Callable[[str, str], None] = lambda channel, status: None,
     ) -> None:
+        self._db = db
         self._repo = repo
         self._channels = channels
         self._clock = clock
@@ -48,6 +56,29 @@ class DeliveryWorker:
         self._batch = batch
         self._on_outcome = on_outcome
         self._wake = asyncio.Event()
+        self._followers: dict[str, Follower] = {}
+
+    def follow(self, source: str, follower: Follower) -> None:
+        """Tell ``follower`` the final outcome of every delivery of that source (SOS
+        counts a contact reached when the provider accepted their push or SMS)."""
+        self._followers[source] = follower
+
+    async def provider_receipt(self, ref: str, *, delivered: bool, detail: str) -> bool:
+        """What a provider later said of a message it accepted (a Twilio status
+        callback); False when no sent delivery has that reference."""
+        status = "delivered" if delivered else "failed"
+        after: AfterCommit | None = None
+        async with self._db.transaction() as conn:
+            delivery = await self._repo.provider_receipt(conn, ref, status=status, result=detail)
+            if delivery is None:
+                return False
+            follower = self._followers.get(delivery.source)
+            if not delivered and follower is not None:
+                after = await follower(conn, delivery, DeliveryOutcome("failed", detail, ref=ref))
+        self._on_outcome(delivery.channel, status)
+        if after is not None:
+            await after()
+        return True
 
     def kick(self) -> None:
         """Something was just enqueued: look now instead of at the next tick."""
@@ -93,5 +124,22 @@ class DeliveryWorker:
             outcome = DeliveryOutcome(
                 "failed", f"gave up after {delivery.attempts}: {outcome.detail}"
             )
-        await self._repo.finish(delivery.id, status=outcome.status, result=outcome.detail, now=now)
+        follower = self._followers.get(delivery.source)
+        after: AfterCommit | None = None
+        async with self._db.transaction() as conn:
+            finished = await self._repo.finish(
+                conn,
+                delivery.id,
+                status=outcome.status,
+                result=outcome.detail,
+                now=now,
+                ref=outcome.ref,
+            )
+            if finished and follower is not None:
+                after = await follower(conn, delivery, outcome)
         self._on_outcome(delivery.channel, outcome.status)
+        if after is not None:
+            try:
+                await after()
+            except Exception:  # committed; telling sockets is best effort
+                log.exception("after a delivery's outcome", extra={"id": delivery.id})

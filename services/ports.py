@@ -6,10 +6,15 @@ integrations/ implement them. Services never import python-socketio.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-__all__ = ["Fanout", "SessionTerminator", "SocketRooms"]
+__all__ = ["Fanout", "Receipt", "ReceiptHandler", "SessionTerminator", "SocketRooms"]
+
+
+# (kind, key): which handler an ack goes to, and what it is an ack of (an alert id).
+Receipt = tuple[str, str]
+ReceiptHandler = Callable[[str, str], Awaitable[None]]
 
 
 class Fanout(Protocol):
@@ -31,6 +36,18 @@ class Fanout(Protocol):
 
     async def to_channel(self, channel: str, event: str, data: Any) -> None:
         """A raw channel name (``user:<id>``, ``room:<id>``, ``project:<id>``)."""
+        ...
+
+    async def ask_users(
+        self, user_ids: Iterable[str], event: str, data: Any, *, receipt: Receipt
+    ) -> None:
+        """Emit to every socket of these users, on every node, asking each for an ack;
+        an ack calls the handler of ``receipt[0]`` with ``receipt[1]`` and the user id,
+        on the node that holds the socket."""
+        ...
+
+    async def ask_socket(self, sid: str, event: str, data: Any, *, receipt: Receipt) -> None:
+        """The same for one socket of this node."""
         ...
 
 

@@ -75,16 +75,20 @@ class ContactRepository:
         )
         return [self._contact(r) for r in rows]
 
-    async def recipients_of(self, owner_id: str) -> list[tuple[str | None, str, str | None]]:
-        """(user id, name, phone) of each contact; a user's own phone when none was given."""
+    async def recipients_of(self, owner_id: str) -> list[tuple[str, str | None, str, str | None]]:
+        """(contact id, user id, name, phone) of each contact; a user's own phone when
+        none was given."""
         rows = await self._pool.fetch(
-            """SELECT c.contact_user_id::text AS user_id, c.name,
+            """SELECT c.id::text AS id, c.contact_user_id::text AS user_id, c.name,
                       COALESCE(c.phone, u.phone) AS phone
                  FROM emergency_contacts c LEFT JOIN users u ON u.id = c.contact_user_id
                 WHERE c.owner_id = $1::uuid ORDER BY c.created_at, c.id""",
             owner_id,
         )
-        return [(r["user_id"], r["name"], self._cipher.decrypt(r["phone"], "phone")) for r in rows]
+        return [
+            (r["id"], r["user_id"], r["name"], self._cipher.decrypt(r["phone"], "phone"))
+            for r in rows
+        ]
 
     async def delete(self, owner_id: str, contact_id: str) -> bool:
         done = await self._pool.execute(

@@ -116,15 +116,42 @@ class DeliveryRepository:
         )
         return sorted((self._delivery(r) for r in rows), key=lambda d: d.id)
 
-    async def finish(self, delivery_id: int, *, status: str, result: str, now: float) -> None:
-        await self._pool.execute(
-            """UPDATE deliveries SET status = $2, result = $3, finished_at = $4
-                WHERE id = $1 AND status = 'pending'""",
+    @staticmethod
+    async def finish(
+        conn: Queryable,
+        delivery_id: int,
+        *,
+        status: str,
+        result: str,
+        now: float,
+        ref: str | None = None,
+    ) -> bool:
+        """Record the final outcome; False if another node finished it first."""
+        done = await conn.fetchval(
+            """UPDATE deliveries SET status = $2, result = $3, finished_at = $4, provider_ref = $5
+                WHERE id = $1 AND status = 'pending' RETURNING true""",
             delivery_id,
             status,
             result[:500],
             _ts(now),
+            ref,
         )
+        return bool(done)
+
+    async def provider_receipt(
+        self, conn: Queryable, ref: str, *, status: str, result: str
+    ) -> Delivery | None:
+        """What the provider later said of a message it accepted: ``delivered`` or
+        ``failed``; the delivery, or None if no sent one has that reference."""
+        row = await conn.fetchrow(
+            f"""UPDATE deliveries SET status = $2, result = $3
+                 WHERE provider_ref = $1 AND status IN ('sent', 'delivered')
+                RETURNING {_COLUMNS}""",
+            ref,
+            status,
+            result[:500],
+        )
+        return None if row is None else self._delivery(row)
 
     async def retry_at(self, delivery_id: int, *, at: float, result: str) -> None:
         await self._pool.execute(

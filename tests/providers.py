@@ -176,6 +176,13 @@ class ProviderRecorder:
         )
         return path
 
+    def fcm_env(self, tmp_path: Path) -> dict[str, str]:
+        """The environment that points a node's Firebase SDK here too."""
+        return {
+            "LIFELINE_FCM_CREDENTIALS": str(self.service_account(tmp_path / "fcm.json")),
+            "LIFELINE_FCM_BASE_URL": self.url,
+        }
+
     def env(self) -> dict[str, str]:
         """The environment that points a node's SDKs here."""
         return {

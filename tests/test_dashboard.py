@@ -116,6 +116,8 @@ async def test_the_operator_sees_sos_markers_move(
     )
     raiser = sockets()
     await raiser.connect(server.url, token=person.access_token)
+    helpers = sockets()
+    await helpers.connect(server.url, token=helper.access_token)
     ack = await raiser.call(
         "sos:raise", {"client_alert_id": uuid.uuid4().hex, "lat": 48.85, "lon": 2.35}
     )
@@ -136,6 +138,10 @@ async def test_the_operator_sees_sos_markers_move(
     await expect(page.locator("#nodes tr")).not_to_have_count(0)
     assert "test-" in await page.inner_text("#nodes")  # base_settings names nodes test-...
     assert "Pat" in await page.inner_text("#alerts")
+    # Each contact's receipt state, live: the helper's socket acked, then they acknowledge.
+    await expect(page.locator("#alerts")).to_contain_text("H: reached by socket")
+    assert (await helpers.call("sos:ack", {"alert_id": alert_id}))["ok"]
+    await expect(page.locator("#alerts")).to_contain_text("H: reached by socket, acknowledged")
     await _shot(page, "operator")
     # Someone who is not an operator is told so, and sees nothing.
     other, _ = await _page(browser)

@@ -271,6 +271,9 @@ async def test_unanswered_alerts_escalate_level_by_level_then_a_full_audit(
     bobs = await _connected(sockets, server.url, bob)
     alert = await _raise(raiser)
     await providers.recorded.wait_for("sms", 1)  # Dora, at once
+    # Bob's socket acked (a receipt) and Dora's SMS was accepted, before time jumps.
+    steps = [await raiser.inbox.next("sos:delivery") for _ in range(2)]
+    assert sorted(s["channel"] for s in steps) == ["sms", "socket"]
 
     clock.advance(59)
     await raiser.call("sos:location", {"alert_id": alert["id"], "lat": 52.6, "lon": 13.5})
@@ -324,6 +327,7 @@ async def test_escalation_fires_once_per_level_with_two_nodes(
     bobs = await _connected(sockets, two.url, bob)
     alert = await _raise(raiser)
     assert (await bobs.inbox.next("sos:alert"))["alert"]["id"] == alert["id"]
+    assert (await raiser.inbox.next("sos:delivery"))["channel"] == "socket"  # the receipt
     for level in (1, 2, 3):
         clock.advance(60 * 2 ** (level - 1) + 1)
         assert await bobs.inbox.next("sos:escalated") == {"alert_id": alert["id"], "level": level}

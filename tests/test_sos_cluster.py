@@ -125,6 +125,8 @@ async def test_escalation_goes_on_after_the_accepting_node_is_killed(
     assert ack["ok"]
     alert_id = ack["alert"]["id"]
     assert (await bobs.inbox.next("sos:alert"))["alert"]["id"] == alert_id
+    # Bob's socket acked it (a receipt): no fallback push is owed when time jumps.
+    assert (await raiser.inbox.next("sos:delivery"))["channel"] == "socket"
     doomed.kill()
     clock.advance(61)
     assert await bobs.inbox.next("sos:escalated") == {"alert_id": alert_id, "level": 1}

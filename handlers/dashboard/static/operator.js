@@ -43,7 +43,15 @@
     }
     for (const dot of [...markers.children]) if (!seen.has(dot.dataset.alertId)) dot.remove();
     el("alerts").replaceChildren(...alerts.map((a) =>
-      row(a.display_name, a.status, String(a.escalation_level), a.lat.toFixed(4) + ", " + a.lon.toFixed(4))));
+      row(a.display_name, a.status, String(a.escalation_level), a.lat.toFixed(4) + ", " + a.lon.toFixed(4),
+        (a.recipients || []).map(contactState).join("; "))));
+  }
+
+  // Each contact: reached by what (or failed, or still waiting), and acknowledged.
+  function contactState(r) {
+    let state = r.reached ? "reached by " + r.reached.channel : (r.failed ? "failed (" + r.failed + ")" : "waiting");
+    if (r.acknowledged_at) state += ", acknowledged";
+    return r.name + ": " + state;
   }
 
   function drawNodes(nodes) {
