@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from services.addresses import ClientAddresses
 from services.auth import AuthService, Identity
 from services.errors import Invalid, TooLarge, Unauthorized
 from services.validation import Payload, as_payload
@@ -22,10 +23,23 @@ def json_response(data: Any, *, status: int = 200) -> web.Response:
 class RestDoor:
     """What every REST door shares, built once with what it checks against."""
 
-    def __init__(self, *, auth: AuthService, api_key: str, max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        auth: AuthService,
+        api_key: str,
+        max_payload_bytes: int,
+        addresses: ClientAddresses | None = None,
+    ) -> None:
         self._auth = auth
         self._api_key = api_key.encode()
         self._limit = max_payload_bytes
+        self._addresses = addresses or ClientAddresses()
+
+    def address(self, request: web.Request) -> str:
+        """The client's address: the TCP peer, or behind a trusted proxy the
+        rightmost ``X-Forwarded-For`` hop that is not one of ours."""
+        return self._addresses.client(request.remote, request.headers.get("X-Forwarded-For"))
 
     async def body(self, request: web.Request) -> Payload:
         """The JSON object of the body, refused past the payload limit."""

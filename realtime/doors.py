@@ -17,10 +17,12 @@ import socketio
 
 from realtime import rooms
 from realtime.acks import error_ack, ok_ack
+from realtime.expiry import TokenExpiry
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSession, SocketSessions
 from services.abuse import ConnectionPolicy, EventBudget
-from services.auth import AuthService
+from services.addresses import ClientAddresses
+from services.auth import AuthService, Identity
 from services.errors import Internal, RateLimited, Unauthorized, Unavailable
 from services.metrics import Metrics
 from services.validation import Payload, as_payload
@@ -45,7 +47,11 @@ class SocketDoor:
         auth: AuthService,
         budget: EventBudget | None = None,
         policy: ConnectionPolicy | None = None,
+        expiry: TokenExpiry | None = None,
+        addresses: ClientAddresses | None = None,
     ) -> None:
+        self._expiry = expiry
+        self._addresses = addresses or ClientAddresses()
         self._servers = servers
         self._sessions = sessions
         self._metrics = metrics
@@ -123,6 +129,12 @@ class SocketDoor:
         """Runs once an authenticated socket is connected; a failure refuses it."""
         self._connect_hooks.append(hook)
 
+    def reauthenticate(self, sid: str, identity: Identity) -> None:
+        """The socket goes on under a fresh token of the same user (``auth:refresh``)."""
+        session = self._sessions.reauthenticate(sid, identity)
+        if session is not None and self._expiry is not None:
+            self._expiry.watch(session)
+
     def after_connect(self, hook: Hook) -> None:
         """Runs once the socket's CONNECT has gone out, so what it emits arrives after it
         (Socket.IO v5 clients expect no event of a namespace before its CONNECT)."""
@@ -186,7 +198,7 @@ class SocketDoor:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
         token = auth.get("token") if isinstance(auth, dict) else None
         service = self._auth
-        address = _address(environ)
+        address = self._address(environ)
         try:
             if self._policy is not None:
                 await self._policy.admit_address(address)
@@ -200,6 +212,7 @@ class SocketDoor:
                 self._sessions.remove(sid)
                 raise Unauthorized()
         except Unauthorized:
+            self._sessions.remove(sid)
             self._metrics.connections_refused.labels("unauthorized").inc()
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         except Exception as exc:
@@ -212,6 +225,8 @@ class SocketDoor:
         await self._servers.of(sid).enter_room(
             sid, rooms.user(identity.user_id), namespace=rooms.MAIN
         )
+        if self._expiry is not None:
+            self._expiry.watch(session)
         self._metrics.sockets.labels(rooms.MAIN).inc()
         try:
             for hook in self._connect_hooks:
@@ -276,7 +291,7 @@ class SocketDoor:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
         if self._policy is not None:
             try:
-                await self._policy.admit_address(_address(environ))
+                await self._policy.admit_address(self._address(environ))
             except Exception as exc:
                 error = as_app_error(exc)
                 self._metrics.connections_refused.labels(error.code).inc()
@@ -304,6 +319,8 @@ class SocketDoor:
         async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
             if session is None:
                 raise Unauthorized()
+            if self._expiry is not None and self._expiry.expired(session):
+                raise Unauthorized("the access token expired; refresh it and connect again")
             return await handler(session, payload)
 
         return await self._run(event, session, args, call, sid=sid, namespace=rooms.MAIN)
@@ -351,8 +368,9 @@ class SocketDoor:
         latency.observe(time.perf_counter() - started)
         return ack
 
-
-def _address(environ: dict[str, Any]) -> str:
-    request = environ.get("aiohttp.request")
-    remote = getattr(request, "remote", None)
-    return str(remote or environ.get("REMOTE_ADDR") or "unknown")
+    def _address(self, environ: dict[str, Any]) -> str:
+        """The client's address: the TCP peer, or behind a trusted proxy its
+        ``X-Forwarded-For`` hop."""
+        request = environ.get("aiohttp.request")
+        peer = getattr(request, "remote", None) or environ.get("REMOTE_ADDR")
+        return self._addresses.client(peer, environ.get("HTTP_X_FORWARDED_FOR"))

@@ -170,10 +170,23 @@ class Fanout:
         server = self._servers.of(sid)
         await server.leave_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
 
-    async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
-        await self._end_local_sessions(jti, family_id)
+    async def end_sessions(
+        self, *, jti: str | None = None, family_id: str | None = None, user_id: str | None = None
+    ) -> None:
+        await self._end_local_sessions(jti, family_id, user_id)
         if self._bus.has_peers:
-            await self._bus.publish(_END_SESSIONS, orjson.dumps([jti, family_id]))
+            await self._bus.publish(_END_SESSIONS, orjson.dumps([jti, family_id, user_id]))
+
+    async def to_socket(self, sid: str, event: str, data: Any) -> None:
+        """One socket of this node (a session's own news: its token is expiring)."""
+        self._metrics.child(self._metrics.events_out, event).inc()
+        try:
+            await self._servers.of(sid).emit(event, data, to=sid, namespace=rooms.MAIN)
+        except Exception:  # gone meanwhile
+            log.debug("emitting to a socket failed", exc_info=True)
+
+    async def disconnect(self, sid: str) -> None:
+        await self._servers.of(sid).disconnect(sid, namespace=rooms.MAIN)
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -254,11 +267,13 @@ class Fanout:
         self._deliver_all(namespace, targets, json_text, packed, skip_sid)
 
     async def _on_peer_end_sessions(self, raw: bytes) -> None:
-        jti, family_id = orjson.loads(raw)
-        await self._end_local_sessions(jti, family_id)
+        jti, family_id, *rest = orjson.loads(raw)
+        await self._end_local_sessions(jti, family_id, rest[0] if rest else None)
 
-    async def _end_local_sessions(self, jti: str | None, family_id: str | None) -> None:
-        for sid in self._sessions.by_tokens(jti=jti, family_id=family_id):
+    async def _end_local_sessions(
+        self, jti: str | None, family_id: str | None, user_id: str | None = None
+    ) -> None:
+        for sid in self._sessions.by_tokens(jti=jti, family_id=family_id, user_id=user_id):
             log.info("disconnecting a socket of a revoked token", extra={"sid": sid})
             await self._servers.of(sid).disconnect(sid, namespace=rooms.MAIN)
 

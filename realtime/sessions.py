@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from services.auth import Identity
@@ -29,6 +30,9 @@ class SocketSessions:
 
     def __len__(self) -> int:
         return len(self._by_sid)
+
+    def __iter__(self) -> Iterator[SocketSession]:
+        return iter(list(self._by_sid.values()))
 
     def add(self, session: SocketSession) -> None:
         self._by_sid[session.sid] = session
@@ -60,8 +64,21 @@ class SocketSessions:
                 del self._by_user[ident.user_id]
         return session
 
-    def by_tokens(self, *, jti: str | None, family_id: str | None) -> set[str]:
+    def reauthenticate(self, sid: str, identity: Identity) -> SocketSession | None:
+        """The socket goes on under a new token (``auth:refresh``), indexed by it."""
+        session = self.remove(sid)
+        if session is None:
+            return None
+        session.identity = identity
+        self.add(session)
+        return session
+
+    def by_tokens(
+        self, *, jti: str | None, family_id: str | None, user_id: str | None = None
+    ) -> set[str]:
         found: set[str] = set()
+        if user_id:
+            found |= self._by_user.get(user_id, set())
         if jti:
             found |= self._by_token.get("jti:" + jti, set())
         if family_id:

@@ -38,10 +38,12 @@ from integrations.jwks import JwksVerifier
 from integrations.kafka import KafkaBridge
 from integrations.smtp_email import SmtpEmail
 from integrations.twilio_sms import TwilioSignature, TwilioSms
+from realtime import account as account_events
 from realtime import chat as chat_events
 from realtime import live as live_events
 from realtime import sos as sos_events
 from realtime.doors import SocketDoor
+from realtime.expiry import TokenExpiry
 from realtime.fanout import Fanout
 from realtime.manager import IndexedManager
 from realtime.servers import SocketServers
@@ -49,6 +51,8 @@ from realtime.sessions import SocketSessions
 from realtime.transport import without_ws_compression
 from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
+from services.accounts import AccountRules, AccountService
+from services.addresses import ClientAddresses
 from services.auth import AuthService, LoginThrottle
 from services.channels import Channel, ChannelRegistry, NotConfigured, by_email, by_phone, by_user
 from services.chat import ChatLimits, ChatService
@@ -64,6 +68,7 @@ from services.publish import PublishService
 from services.sos import RECEIPT as SOS_RECEIPT
 from services.sos import SosRules, SosService
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
+from storage.codes import CodeRepository
 from storage.contacts import ContactRepository
 from storage.crypto import FieldCipher
 from storage.db import Database, apply_migrations, new_pool
@@ -200,6 +205,7 @@ def create_app(
         else None
     )
     auth = AuthService(
+        db=db,
         users=users,
         tokens=TokenRepository(pool),
         state=state,
@@ -300,11 +306,14 @@ def create_app(
         projects=projects,
         users=users,
         notifications=notifications,
+        blocks=auth,
         fanout=fanout,
         clock=clock,
         on_after_commit_error=lambda type_: metrics.errors.labels("internal", "after-commit").inc(),
     )
     tickers = TickerService(projects, fanout)
+    addresses = ClientAddresses(auth_settings.trusted_proxies)
+    expiry = TokenExpiry(sessions, fanout, clock, warn_s=auth_settings.expiring_notice_s)
     door = SocketDoor(
         servers,
         sessions=sessions,
@@ -312,6 +321,20 @@ def create_app(
         auth=auth,
         budget=EventBudget(_abuse_limits(settings), clock.monotonic),
         policy=ConnectionPolicy(state, presence, _abuse_limits(settings)),
+        expiry=expiry,
+        addresses=addresses,
+    )
+    accounts = AccountService(
+        db=db,
+        auth=auth,
+        users=users,
+        codes=CodeRepository(),
+        deliveries=deliveries,
+        state=state,
+        clock=clock,
+        secret=auth_settings.jwt_secret,
+        rules=AccountRules(),
+        kick_deliveries=worker.kick,
     )
     ops = OpsService(
         node_id=settings.node_id,
@@ -341,10 +364,16 @@ def create_app(
     )
 
     # -- doors ----------------------------------------------------------------------------------
+    account_events.register(door, auth)
     chat_events.register(door, chat, presence)
     sos_events.register(door, sos)
     live_events.register(door, tickers, notifications)
-    rest = RestDoor(auth=auth, api_key=settings.api_key, max_payload_bytes=limits.max_payload_bytes)
+    rest = RestDoor(
+        auth=auth,
+        api_key=settings.api_key,
+        max_payload_bytes=limits.max_payload_bytes,
+        addresses=addresses,
+    )
 
     async def readiness() -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -366,7 +395,7 @@ def create_app(
 
     for table in (
         ops_routes.routes(node_id=settings.node_id, readiness=readiness, metrics=metrics),
-        auth_routes.routes(rest, auth),
+        auth_routes.routes(rest, auth, accounts),
         publish_routes.routes(rest, PublishService(fanout)),
         room_routes.routes(rest, chat),
         sos_routes.routes(rest, sos),
@@ -401,6 +430,7 @@ def create_app(
                 asyncio.create_task(worker.run(), name="deliveries"),
                 asyncio.create_task(sos.run(), name="sos-scheduler"),
                 asyncio.create_task(ops.run(), name="node-figures"),
+                asyncio.create_task(expiry.run(), name="token-expiry"),
                 asyncio.create_task(
                     door.cut_slow_readers(limits.socket_queue_max), name="slow-readers"
                 ),

@@ -6,6 +6,7 @@ reader of ``os.environ``; everything else receives a ``Settings``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -53,6 +54,10 @@ class AuthSettings:
     argon2_memory_kib: int = 65536
     # Accounts registered with these emails get the role admin (the operator view).
     admin_emails: tuple[str, ...] = ()
+    # A socket hears auth:expiring this long before its token expires.
+    expiring_notice_s: float = 60.0
+    # Proxies whose X-Forwarded-For is believed (CIDRs); none by default.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,8 @@ class Settings:
                 for e in reader.text("LIFELINE_ADMIN_EMAILS", "").split(",")
                 if e.strip()
             ),
+            expiring_notice_s=reader.number("LIFELINE_AUTH_EXPIRING_S", 60.0, minimum=1.0),
+            trusted_proxies=_networks(reader.text("LIFELINE_TRUSTED_PROXIES", "")),
         )
         limits = LimitSettings(
             max_payload_bytes=reader.integer("LIFELINE_MAX_PAYLOAD_BYTES", 64 * 1024, minimum=1024),
@@ -316,6 +323,20 @@ class Settings:
         if settings.db_pool_min > settings.db_pool_max:
             raise SettingsError("LIFELINE_DB_POOL_MIN must not exceed LIFELINE_DB_POOL_MAX")
         return settings
+
+
+def _networks(raw: str) -> tuple[str, ...]:
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"LIFELINE_TRUSTED_PROXIES: {part!r} is not an address or a CIDR network"
+            ) from None
+    return tuple(found)
 
 
 class _Reader:

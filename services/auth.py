@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,9 +25,21 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from integrations.jwks import JwksError, JwksVerifier
-from services.clock import Clock
-from services.errors import Conflict, Invalid, RateLimited, Unauthorized
+from services.addresses import mask_address
+from services.clock import Clock, iso
+from services.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    TotpRequired,
+    Unauthorized,
+)
 from services.ports import SessionTerminator
+from services.totp import totp_step
+from storage.db import Database
 from storage.state import EphemeralState
 from storage.tokens import TokenRepository
 from storage.users import UserRecord, UserRepository
@@ -125,6 +138,7 @@ class AuthService:
     def __init__(
         self,
         *,
+        db: Database,
         users: UserRepository,
         tokens: TokenRepository,
         state: EphemeralState,
@@ -139,6 +153,7 @@ class AuthService:
         external: JwksVerifier | None = None,
         admin_emails: frozenset[str] = frozenset(),
     ) -> None:
+        self._db = db
         self._users = users
         self._tokens = tokens
         self._state = state
@@ -165,6 +180,8 @@ class AuthService:
         display_name: str,
         role: str,
         phone: str | None,
+        user_agent: str | None = None,
+        address: str | None = None,
     ) -> tuple[UserRecord, TokenPair]:
         email = email.strip()
         if not _EMAIL.match(email):
@@ -186,10 +203,16 @@ class AuthService:
         )
         if user is None:
             raise Conflict("an account with this email exists")
-        return user, await self._issue_new_family(user.id)
+        return user, await self._issue_new_family(user.id, user_agent=user_agent, ip=address)
 
     async def login(
-        self, *, email: str, password: str, address: str
+        self,
+        *,
+        email: str,
+        password: str,
+        address: str,
+        totp: str | None = None,
+        user_agent: str | None = None,
     ) -> tuple[UserRecord, TokenPair]:
         await self._throttle.check(email, address)
         user = await self._users.by_email(email.strip())
@@ -198,8 +221,32 @@ class AuthService:
         if user is None or stored is None or not ok:
             await self._throttle.failed(email, address)
             raise Unauthorized("wrong email or password")
+        if user.blocked:
+            raise Forbidden("this account is blocked")
+        if user.totp_on:
+            if totp is None:
+                raise TotpRequired()
+            if not await self._second_factor(user.id, totp):
+                await self._throttle.failed(email, address)
+                raise TotpRequired("wrong or already used one-time code")
         await self._throttle.succeeded(email, address)
-        return user, await self._issue_new_family(user.id)
+        return user, await self._issue_new_family(user.id, user_agent=user_agent, ip=address)
+
+    async def _second_factor(self, user_id: str, code: str) -> bool:
+        async with self._db.transaction() as conn:
+            state = await self._users.totp(conn, user_id, lock=True)
+            if state.secret is None:
+                return True
+            step = totp_step(state.secret, code, now=self._clock.now(), after=state.last_step)
+            if step is None:
+                return False
+            await self._users.set_totp_step(conn, user_id, step)
+            return True
+
+    def hash_password(self, password: str) -> Awaitable[str]:
+        if len(password) < 8:
+            raise Invalid("password must be at least 8 characters")
+        return asyncio.to_thread(self._hasher.hash, password)
 
     def _verify_password(self, hashed: str, password: str) -> bool:
         try:
@@ -233,6 +280,10 @@ class AuthService:
             raise Unauthorized("refresh token was already used; please log in again")
         if outcome.status != "rotated" or outcome.user_id is None:
             raise Unauthorized("refresh token is no longer valid")
+        owner = await self._users.by_id(outcome.user_id)
+        if owner is None or owner.blocked:
+            await self._tokens.revoke_family(family_id, reason="blocked")
+            raise Forbidden("this account is blocked")
         return TokenPair(
             self._access_token(outcome.user_id, family_id, now),
             self._refresh_token(outcome.user_id, family_id, new_id, now),
@@ -270,8 +321,68 @@ class AuthService:
             expires_at=float(claims["exp"]),
         )
         if await self.is_revoked(identity):
-            raise Unauthorized()
+            raise await self._refusal(identity.user_id)
         return identity
+
+    async def _refusal(self, user_id: str) -> AppError:
+        """A revoked token: forbidden if its user is blocked, else unauthorized."""
+        if await self._state.flag_ttl([f"blocked:user:{user_id}"]) > 0:
+            return Forbidden("this account is blocked")
+        return Unauthorized()
+
+    async def socket_refresh(self, current: Identity, token: object) -> Identity:
+        """``auth:refresh``: a fresh, unrevoked access token of the same user, or
+        Unauthorized (and the socket goes on under the token it had)."""
+        identity = await self.authenticate(token)
+        if identity.user_id != current.user_id:
+            raise Unauthorized("that token belongs to another user")
+        return identity
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def sessions(self, identity: Identity) -> list[dict[str, Any]]:
+        found = await self._tokens.sessions_of(identity.user_id, now=self._now())
+        return [
+            {
+                "id": s.id,
+                "created_at": iso(s.created_at),
+                "last_used_at": iso(s.last_used_at),
+                "user_agent": s.user_agent,
+                "ip": mask_address(s.ip),
+                "current": s.id == identity.family_id,
+            }
+            for s in found
+        ]
+
+    async def end_session(self, identity: Identity, session_id: str) -> None:
+        """Revoke one login of the caller's: its refresh family and access tokens."""
+        try:
+            family = str(uuid.UUID(session_id))
+        except ValueError:
+            raise NotFound("no such session") from None
+        if await self._tokens.live_family_owner(family) != identity.user_id:
+            raise NotFound("no such session")
+        await self._tokens.revoke_family(family, reason="ended")
+        await self._revoke_family(family)
+
+    async def end_other_sessions(self, identity: Identity) -> None:
+        await self.end_user_sessions(identity.user_id, keep=identity.family_id, reason="ended")
+
+    async def end_user_sessions(
+        self, user_id: str, *, reason: str, keep: str | None = None
+    ) -> None:
+        """Every login of the user but ``keep`` ends, with its sockets, on every node."""
+        for family in await self._tokens.revoke_families_of(user_id, reason=reason, keep=keep):
+            await self._revoke_family(family)
+
+    async def blocked(self, user_id: str, *, blocked: bool) -> None:
+        """After a block is committed: every token and socket of the user ends at once."""
+        if blocked:
+            await self._state.set_flag(f"blocked:user:{user_id}", self._access_ttl)
+            await self.end_user_sessions(user_id, reason="blocked")
+            await self._sessions.end_sessions(user_id=user_id)
+        else:
+            await self._state.delete(f"blocked:user:{user_id}")
 
     async def is_revoked(self, identity: Identity) -> bool:
         keys = [f"revoked:jti:{identity.jti}"]
@@ -302,6 +413,8 @@ class AuthService:
             raise Unauthorized() from None
         sub = str(claims["sub"])
         user = await self._users.by_external_sub(sub)
+        if user is not None and user.blocked:
+            raise Forbidden("this account is blocked")
         if user is None:
             email = claims.get("email")
             if not isinstance(email, str) or not _EMAIL.match(email):
@@ -320,7 +433,7 @@ class AuthService:
         jti = str(claims.get("jti") or uuid.uuid5(uuid.NAMESPACE_URL, token))
         identity = Identity(user.id, jti, None, float(claims["exp"]), external=True)
         if await self.is_revoked(identity):
-            raise Unauthorized()
+            raise await self._refusal(identity.user_id)
         return identity
 
     # -- JWT --------------------------------------------------------------------------------
@@ -328,7 +441,9 @@ class AuthService:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
 
-    async def _issue_new_family(self, user_id: str) -> TokenPair:
+    async def _issue_new_family(
+        self, user_id: str, *, user_agent: str | None = None, ip: str | None = None
+    ) -> TokenPair:
         family_id = str(uuid.uuid4())
         token_id = str(uuid.uuid4())
         now = self._now()
@@ -338,6 +453,8 @@ class AuthService:
             token_id=token_id,
             issued_at=now,
             expires_at=now + timedelta(seconds=self._refresh_ttl),
+            user_agent=(user_agent or "")[:300] or None,
+            ip=ip if ip and ip != "unknown" else None,
         )
         return TokenPair(
             self._access_token(user_id, family_id, now),

@@ -28,6 +28,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "TooLarge",
+    "TotpRequired",
     "Unauthorized",
     "Unavailable",
 ]
@@ -61,6 +62,15 @@ class Unauthorized(AppError):
     code = "unauthorized"
     status = 401
     default_message = "unauthorized"
+
+
+class TotpRequired(Unauthorized):
+    """Login needs the second factor: the answer says so, so the app can ask for it."""
+
+    default_message = "this account needs its one-time code (totp)"
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "totp_required": True}
 
 
 class Forbidden(AppError):

@@ -17,7 +17,7 @@ from services.auth import REGISTRABLE_ROLES
 from services.clock import Clock, iso, parse_iso
 from services.errors import Invalid
 from services.notifications import DEFAULT_CHANNELS, NotificationService, Prepared
-from services.ports import Fanout
+from services.ports import AccountBlocks, Fanout
 from services.validation import Payload, as_payload
 from storage.db import Database, Queryable
 from storage.events import EventLog
@@ -74,6 +74,7 @@ class EventService:
         projects: ProjectRepository,
         users: UserRepository,
         notifications: NotificationService,
+        blocks: AccountBlocks,
         fanout: Fanout,
         clock: Clock,
         on_after_commit_error: Callable[[str], None] = lambda type_: None,
@@ -83,6 +84,7 @@ class EventService:
         self._projects = projects
         self._users = users
         self._notifications = notifications
+        self._blocks = blocks
         self._fanout = fanout
         self._clock = clock
         # type -> (parse the payload before the transaction, apply it inside)
@@ -94,6 +96,8 @@ class EventService:
             "payment.succeeded": (self._parse_payment, self._payment_succeeded),
             "payment.failed": (self._parse_payment, self._payment_failed),
             "lesson.completed": (self._parse_lesson, self._lesson),
+            "user.blocked": (self._parse_user_ref, self._user_blocked),
+            "user.unblocked": (self._parse_user_ref, self._user_unblocked),
         }
 
     def parse_request(self, payload: Payload) -> dict[str, Any]:
@@ -187,6 +191,13 @@ class EventService:
             "display_name": p.string("display_name", max_len=100),
             "role": p.choice("role", (*REGISTRABLE_ROLES, "admin"), default="donor"),
         }
+
+    @staticmethod
+    def _parse_user_ref(p: Payload) -> dict[str, Any]:
+        user_id = as_uuid(p.identifier("user_id"))
+        if user_id is None:
+            raise Invalid("user_id must be a UUID")
+        return {"user_id": user_id}
 
     @staticmethod
     def _parse_payment(p: Payload) -> dict[str, Any]:
@@ -298,6 +309,32 @@ class EventService:
             role=u["role"],
         )
         return self._after(Prepared())
+
+    async def _user_blocked(self, conn: Queryable, e: Envelope, u: dict[str, Any]) -> AfterCommit:
+        return await self._block(conn, e, u["user_id"], blocked=True)
+
+    async def _user_unblocked(self, conn: Queryable, e: Envelope, u: dict[str, Any]) -> AfterCommit:
+        return await self._block(conn, e, u["user_id"], blocked=False)
+
+    async def _block(
+        self, conn: Queryable, event: Envelope, user_id: str, *, blocked: bool
+    ) -> AfterCommit:
+        # Not heard of yet: a placeholder holds the block until user.created completes it.
+        await UserRepository.ensure_placeholder(conn, user_id)
+        await UserRepository.set_blocked(conn, user_id, blocked=blocked)
+        await UserRepository.audit(
+            conn,
+            actor_id=None,
+            action="block" if blocked else "unblock",
+            target_id=user_id,
+            detail={"event_id": event.event_id},
+            now=self._clock.now(),
+        )
+
+        async def end_sessions() -> None:
+            await self._blocks.blocked(user_id, blocked=blocked)
+
+        return self._after(Prepared(), end_sessions)
 
     async def _payment_succeeded(
         self, conn: Queryable, _: Envelope, p: dict[str, Any]

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-__all__ = ["Fanout", "Receipt", "ReceiptHandler", "SessionTerminator", "SocketRooms"]
+__all__ = [
+    "AccountBlocks",
+    "Fanout",
+    "Receipt",
+    "ReceiptHandler",
+    "SessionTerminator",
+    "SocketRooms",
+]
 
 
 # (kind, key): which handler an ack goes to, and what it is an ack of (an alert id).
@@ -52,8 +59,18 @@ class Fanout(Protocol):
 
 
 class SessionTerminator(Protocol):
-    async def end_sessions(self, *, jti: str | None = None, family_id: str | None = None) -> None:
-        """Disconnect, on every node, the sockets authenticated with these tokens."""
+    async def end_sessions(
+        self, *, jti: str | None = None, family_id: str | None = None, user_id: str | None = None
+    ) -> None:
+        """Disconnect, on every node, the sockets authenticated with these tokens (or
+        every socket of that user)."""
+        ...
+
+
+class AccountBlocks(Protocol):
+    async def blocked(self, user_id: str, *, blocked: bool) -> None:
+        """After a block is committed: end every session and socket of the user (or, for
+        an unblock, let them sign in again)."""
         ...
 
 

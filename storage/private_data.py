@@ -11,6 +11,8 @@ __all__ = ["ENCRYPTED_COLUMNS", "reencrypt"]
 # (table, row key, its type, value column, kind)
 ENCRYPTED_COLUMNS = (
     ("users", "id", "uuid", "phone", "phone"),
+    ("users", "id", "uuid", "totp_secret", "totp"),
+    ("users", "id", "uuid", "totp_pending", "totp"),
     ("emergency_contacts", "id", "uuid", "phone", "phone"),
     ("sos_recipients", "ctid", "tid", "phone", "phone"),
     ("deliveries", "id", "bigint", "address", "address"),

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
-__all__ = ["RefreshOutcome", "TokenRepository"]
+__all__ = ["RefreshOutcome", "Session", "TokenRepository"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,17 @@ class RefreshOutcome:
 
     status: str  # "rotated" | "reused" | "revoked" | "unknown"
     user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A login: its refresh family, when and from where it was used."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    ip: str | None
 
 
 class TokenRepository:
@@ -30,12 +41,19 @@ class TokenRepository:
         token_id: str,
         issued_at: datetime,
         expires_at: datetime,
+        user_agent: str | None = None,
+        ip: str | None = None,
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                "INSERT INTO token_families (id, user_id) VALUES ($1::uuid, $2::uuid)",
+                """INSERT INTO token_families
+                          (id, user_id, created_at, last_used_at, user_agent, ip)
+                   VALUES ($1::uuid, $2::uuid, $3, $3, $4, $5)""",
                 family_id,
                 user_id,
+                issued_at,
+                user_agent,
+                ip,
             )
             await conn.execute(
                 """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
@@ -84,6 +102,11 @@ class TokenRepository:
                 "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1::uuid", token_id, issued_at
             )
             await conn.execute(
+                "UPDATE token_families SET last_used_at = $2 WHERE id = $1::uuid",
+                family_id,
+                issued_at,
+            )
+            await conn.execute(
                 """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
                    VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
                 new_token_id,
@@ -93,6 +116,45 @@ class TokenRepository:
                 expires_at,
             )
             return RefreshOutcome("rotated", row["user_id"])
+
+    async def sessions_of(self, user_id: str, *, now: datetime) -> list[Session]:
+        """The user's logins still alive: not revoked, with a refresh token not expired."""
+        rows = await self._pool.fetch(
+            """SELECT f.id::text AS id, f.created_at, COALESCE(f.last_used_at, f.created_at)
+                      AS last_used_at, f.user_agent, f.ip
+                 FROM token_families f
+                WHERE f.user_id = $1::uuid AND f.revoked_at IS NULL
+                  AND EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id
+                                 AND t.used_at IS NULL AND t.expires_at > $2)
+                ORDER BY f.created_at DESC""",
+            user_id,
+            now,
+        )
+        return [Session(**dict(r)) for r in rows]
+
+    async def live_family_owner(self, family_id: str) -> str | None:
+        """Whose login this is, while it is not revoked."""
+        owner: str | None = await self._pool.fetchval(
+            """SELECT user_id::text FROM token_families
+                WHERE id = $1::uuid AND revoked_at IS NULL""",
+            family_id,
+        )
+        return owner
+
+    async def revoke_families_of(
+        self, user_id: str, *, reason: str, keep: str | None = None
+    ) -> list[str]:
+        """Revoke every live login of the user but ``keep``; the family ids revoked."""
+        rows = await self._pool.fetch(
+            """UPDATE token_families SET revoked_at = now(), revoked_reason = $2
+                WHERE user_id = $1::uuid AND revoked_at IS NULL
+                  AND ($3::uuid IS NULL OR id <> $3::uuid)
+                RETURNING id::text AS id""",
+            user_id,
+            reason,
+            keep,
+        )
+        return [r["id"] for r in rows]
 
     async def revoke_family(self, family_id: str, *, reason: str) -> None:
         await self._pool.execute(

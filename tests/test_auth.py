@@ -24,7 +24,8 @@ async def test_register_answers_user_and_pair(server: Running) -> None:
     assert body["user"]["email"] == "Ann@Example.org"
     assert body["user"]["role"] == "donor"
     assert isinstance(body["user"]["id"], str)
-    assert set(body["user"]) == {"id", "email", "display_name", "role"}
+    assert set(body["user"]) == {"id", "email", "display_name", "role", "blocked", "email_verified"}
+    assert body["user"]["blocked"] is False and body["user"]["email_verified"] is False
     claims = jwt.decode(body["access_token"], JWT_SECRET, algorithms=["HS256"], issuer="lifeline")
     assert claims["sub"] == body["user"]["id"]
     assert claims["exp"] - claims["iat"] == 15 * 60

@@ -15,6 +15,7 @@ from tests.clients import Api, Socket
 from tests.conftest import FakeClock, ServerFactory, provider_settings
 from tests.providers import ProviderRecorder
 from tests.services import NodeProcess
+from tests.test_events import settled
 
 pytestmark = pytest.mark.cluster
 
@@ -97,6 +98,7 @@ async def test_escalation_goes_on_after_the_accepting_node_is_killed(
     make_server: ServerFactory,
     redis_settings: Settings,
     clock: FakeClock,
+    db: str,
 ) -> None:
     doomed = await cluster(**providers.env())
     survivor = await make_server(
@@ -132,6 +134,8 @@ async def test_escalation_goes_on_after_the_accepting_node_is_killed(
     assert await bobs.inbox.next("sos:escalated") == {"alert_id": alert_id, "level": 1}
     sms = await providers.recorded.wait_for("sms", 1)
     assert sms[0]["To"] == "+4915112345678" and "mlat=48.85000" in sms[0]["Body"]
+    # The provider has it; the survivor records the outcome a moment later.
+    await settled(db, "SELECT status FROM deliveries WHERE channel = 'sms'")
     status, details, _ = await survivor.api.call(
         "GET", f"/api/v1/sos/{alert_id}", token=bob.access_token
     )

@@ -80,6 +80,11 @@ async def test_a_send_whose_owed_push_fails_to_store_is_not_stored_either(
     assert [(r["user_id"], r["source_id"]) for r in rows] == [(bob.id, message["id"])]
 
 
+class _NoBlocks:
+    async def blocked(self, user_id: str, *, blocked: bool) -> None:
+        return None
+
+
 class _BrokenPeerLink:
     """The fan-out port with its link to the sockets cut mid-emit (an outside fault)."""
 
@@ -118,6 +123,7 @@ async def test_an_applied_event_stays_applied_when_telling_sockets_fails(
             projects=ProjectRepository(pool),
             users=UserRepository(pool, cipher=cipher),
             notifications=notifications,
+            blocks=_NoBlocks(),
             fanout=broken,
             clock=clock,
         )
