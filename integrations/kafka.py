@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from services.errors import Invalid
 from services.events import EventService
 from services.metrics import Metrics
+from storage.db import Database
 from storage.errors import as_app_error
 from storage.events import Outbox, OutboxRecord
 
@@ -45,6 +46,7 @@ class KafkaBridge:
         out_topic: str,
         events: EventService,
         outbox: Outbox,
+        db: Database,
         metrics: Metrics,
         create_topics: bool = False,
         partitions: int = 3,
@@ -56,6 +58,7 @@ class KafkaBridge:
         self._out_topic = out_topic
         self._events = events
         self._outbox = outbox
+        self._db = db
         self._metrics = metrics
         self._create_topics = create_topics
         self._partitions = partitions
@@ -225,8 +228,18 @@ class KafkaBridge:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_wake.wait(), 0.5)
             self._outbox_wake.clear()
-            while await self._outbox.publish_pending(self._send) > 0:
+            while await self._relay() > 0:
                 pass
+
+    async def _relay(self) -> int:
+        """Produce the oldest unpublished outbox rows; marked only once the broker has
+        them (if producing fails, the transaction rolls back and the next round retries)."""
+        async with self._db.transaction() as conn:
+            records = await self._outbox.take_pending(conn)
+            if records:
+                await self._send(records)
+                await self._outbox.mark_published(conn, records)
+        return len(records)
 
     async def _send(self, records: list[OutboxRecord]) -> None:
         assert self._producer is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
@@ -158,7 +159,7 @@ def create_app(
     cipher = FieldCipher(dict(settings.data_keys))
     db = Database(pool)
     kafka_on = settings.kafka_bootstrap_servers is not None
-    outbox = Outbox(pool, topic=settings.kafka.out_topic, enabled=kafka_on)
+    outbox = Outbox(topic=settings.kafka.out_topic, enabled=kafka_on)
     users = UserRepository(pool, cipher=cipher)
     deliveries = DeliveryRepository(pool, cipher=cipher)
     notification_repo = NotificationRepository(pool, cipher=cipher)
@@ -243,7 +244,7 @@ def create_app(
         ttl_s=limits.presence_ttl_s,
         on_error=lambda kind: metrics.bus_errors.labels(kind).inc(),
     )
-    channels = _channels(settings, notification_repo, extra_channels)
+    channels = _channels(settings, db, notification_repo, extra_channels)
     worker = DeliveryWorker(
         db,
         deliveries,
@@ -356,6 +357,7 @@ def create_app(
             out_topic=settings.kafka.out_topic,
             events=events,
             outbox=outbox,
+            db=db,
             metrics=metrics,
             create_topics=settings.kafka.create_topics,
         )
@@ -485,7 +487,10 @@ def _total(counter: Counter) -> float:
 
 
 def _channels(
-    settings: Settings, notifications: NotificationRepository, extra: tuple[Channel, ...]
+    settings: Settings,
+    db: Database,
+    notifications: NotificationRepository,
+    extra: tuple[Channel, ...],
 ) -> ChannelRegistry:
     """Every channel that reaches people outside the app, registered here and only here.
 
@@ -500,7 +505,8 @@ def _channels(
                 project_id=providers.fcm_project_id,
                 base_url=providers.fcm_base_url,
                 tokens=notifications.push_tokens,
-                forget=notifications.remove_tokens,
+                # Tokens FCM says will never work again; one statement is its own unit.
+                forget=functools.partial(notifications.remove_tokens, db),
                 urgent=UrgentPush(
                     android_channel_id=settings.sos.android_channel_id,
                     critical=settings.sos.critical_alerts,

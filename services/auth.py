@@ -39,7 +39,7 @@ from services.errors import (
 )
 from services.ports import SessionTerminator
 from services.totp import totp_step
-from storage.db import Database
+from storage.db import Database, Queryable
 from storage.state import EphemeralState
 from storage.tokens import TokenRepository
 from storage.users import UserRecord, UserRepository
@@ -194,16 +194,19 @@ class AuthService:
         if email.lower() in self._admin_emails:
             role = "admin"  # operators are named by configuration, never self-appointed
         hashed = await asyncio.to_thread(self._hasher.hash, password)
-        user = await self._users.create(
-            email=email,
-            display_name=display_name.strip() or email,
-            role=role,
-            phone=e164,
-            password_hash=hashed,
-        )
-        if user is None:
-            raise Conflict("an account with this email exists")
-        return user, await self._issue_new_family(user.id, user_agent=user_agent, ip=address)
+        async with self._db.transaction() as conn:  # the account and its first login
+            user = await self._users.create(
+                conn,
+                email=email,
+                display_name=display_name.strip() or email,
+                role=role,
+                phone=e164,
+                password_hash=hashed,
+            )
+            if user is None:
+                raise Conflict("an account with this email exists")
+            pair = await self._issue_new_family(conn, user.id, user_agent=user_agent, ip=address)
+        return user, pair
 
     async def login(
         self,
@@ -230,7 +233,9 @@ class AuthService:
                 await self._throttle.failed(email, address)
                 raise TotpRequired("wrong or already used one-time code")
         await self._throttle.succeeded(email, address)
-        return user, await self._issue_new_family(user.id, user_agent=user_agent, ip=address)
+        async with self._db.transaction() as conn:
+            pair = await self._issue_new_family(conn, user.id, user_agent=user_agent, ip=address)
+        return user, pair
 
     async def _second_factor(self, user_id: str, code: str) -> bool:
         async with self._db.transaction() as conn:
@@ -267,13 +272,15 @@ class AuthService:
         family_id = str(claims["fid"])
         new_id = str(uuid.uuid4())
         now = self._now()
-        outcome = await self._tokens.rotate(
-            token_id=str(claims["jti"]),
-            family_id=family_id,
-            new_token_id=new_id,
-            issued_at=now,
-            expires_at=now + timedelta(seconds=self._refresh_ttl),
-        )
+        async with self._db.transaction() as conn:
+            outcome = await self._tokens.rotate(
+                conn,
+                token_id=str(claims["jti"]),
+                family_id=family_id,
+                new_token_id=new_id,
+                issued_at=now,
+                expires_at=now + timedelta(seconds=self._refresh_ttl),
+            )
         if outcome.status == "reused":
             log.warning("refresh token reused; family revoked", extra={"family_id": family_id})
             await self._revoke_family(family_id)
@@ -282,7 +289,7 @@ class AuthService:
             raise Unauthorized("refresh token is no longer valid")
         owner = await self._users.by_id(outcome.user_id)
         if owner is None or owner.blocked:
-            await self._tokens.revoke_family(family_id, reason="blocked")
+            await self._tokens.revoke_family(self._db, family_id, reason="blocked")
             raise Forbidden("this account is blocked")
         return TokenPair(
             self._access_token(outcome.user_id, family_id, now),
@@ -292,12 +299,14 @@ class AuthService:
     async def logout(self, identity: Identity) -> None:
         """The access token dies at once; its login's refresh family dies with it."""
         remaining = max(1.0, identity.expires_at - self._clock.now())
-        await self._tokens.revoke_access(
-            identity.jti, datetime.fromtimestamp(identity.expires_at, UTC)
-        )
+        async with self._db.transaction() as conn:
+            await self._tokens.revoke_access(
+                conn, identity.jti, datetime.fromtimestamp(identity.expires_at, UTC)
+            )
+            if identity.family_id is not None:
+                await self._tokens.revoke_family(conn, identity.family_id, reason="logout")
         await self._state.set_flag(f"revoked:jti:{identity.jti}", remaining)
         if identity.family_id is not None:
-            await self._tokens.revoke_family(identity.family_id, reason="logout")
             await self._state.set_flag(f"revoked:fid:{identity.family_id}", self._access_ttl)
         await self._sessions.end_sessions(jti=identity.jti, family_id=identity.family_id)
 
@@ -362,7 +371,7 @@ class AuthService:
             raise NotFound("no such session") from None
         if await self._tokens.live_family_owner(family) != identity.user_id:
             raise NotFound("no such session")
-        await self._tokens.revoke_family(family, reason="ended")
+        await self._tokens.revoke_family(self._db, family, reason="ended")
         await self._revoke_family(family)
 
     async def end_other_sessions(self, identity: Identity) -> None:
@@ -372,7 +381,8 @@ class AuthService:
         self, user_id: str, *, reason: str, keep: str | None = None
     ) -> None:
         """Every login of the user but ``keep`` ends, with its sockets, on every node."""
-        for family in await self._tokens.revoke_families_of(user_id, reason=reason, keep=keep):
+        ended = await self._tokens.revoke_families_of(self._db, user_id, reason=reason, keep=keep)
+        for family in ended:
             await self._revoke_family(family)
 
     async def blocked(self, user_id: str, *, blocked: bool) -> None:
@@ -421,6 +431,7 @@ class AuthService:
                 email = f"{uuid.uuid5(uuid.NAMESPACE_URL, sub)}@external.invalid"
             name = claims.get("name")
             user = await self._users.create(
+                self._db,
                 email=email,
                 display_name=name if isinstance(name, str) and name else email,
                 role="donor",
@@ -442,12 +453,18 @@ class AuthService:
         return datetime.fromtimestamp(self._clock.now(), UTC)
 
     async def _issue_new_family(
-        self, user_id: str, *, user_agent: str | None = None, ip: str | None = None
+        self,
+        conn: Queryable,
+        user_id: str,
+        *,
+        user_agent: str | None = None,
+        ip: str | None = None,
     ) -> TokenPair:
         family_id = str(uuid.uuid4())
         token_id = str(uuid.uuid4())
         now = self._now()
         await self._tokens.start_family(
+            conn,
             family_id=family_id,
             user_id=user_id,
             token_id=token_id,

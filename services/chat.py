@@ -115,9 +115,15 @@ class ChatService:
         unknown = set(others) - await self._rooms.existing_users(others)
         if unknown:
             raise Invalid("unknown user ids: " + ", ".join(sorted(unknown)))
-        return await self._rooms.create(
-            kind=kind, title=title, creator_id=user_id, member_ids=others, direct_key=direct_key
-        )
+        async with self._db.transaction() as conn:
+            return await self._rooms.create(
+                conn,
+                kind=kind,
+                title=title,
+                creator_id=user_id,
+                member_ids=others,
+                direct_key=direct_key,
+            )
 
     async def rooms_of(self, user_id: str) -> list[RoomRecord]:
         return await self._rooms.for_member(user_id)
@@ -216,7 +222,7 @@ class ChatService:
 
     async def read(self, user_id: str, sid: str, room_id: str, seq: int) -> None:
         room = as_uuid(room_id)
-        result = None if room is None else await self._rooms.mark_read(room, user_id, seq)
+        result = None if room is None else await self._rooms.mark_read(self._db, room, user_id, seq)
         if room is None or result is None:
             raise Forbidden(_NOT_A_MEMBER)
         moved, last_seq = result

@@ -96,8 +96,9 @@ class DeliveryWorker:
                 log.warning("delivery round failed; retrying", exc_info=True)
 
     async def run_once(self) -> int:
+        # One statement, its own unit of work: the lease is taken when it returns.
         claimed = await self._repo.claim(
-            now=self._clock.now(), lease_s=self._lease_s, limit=self._batch
+            self._db, now=self._clock.now(), lease_s=self._lease_s, limit=self._batch
         )
         if claimed:
             await asyncio.gather(*(self._deliver(d) for d in claimed))
@@ -118,7 +119,9 @@ class DeliveryWorker:
         if outcome.status == "retry":
             if delivery.attempts < self._max_attempts:
                 delay = self._backoff_s * 2 ** (delivery.attempts - 1)
-                await self._repo.retry_at(delivery.id, at=now + delay, result=outcome.detail)
+                await self._repo.retry_at(
+                    self._db, delivery.id, at=now + delay, result=outcome.detail
+                )
                 self._on_outcome(delivery.channel, "retry")
                 return
             outcome = DeliveryOutcome(

@@ -234,14 +234,16 @@ class NotificationService:
     async def mark_read(self, user_id: str, ids: list[str]) -> None:
         valid = [c for c in (as_uuid(i) for i in ids) if c is not None]
         if valid:
-            await self._repo.mark_read(user_id, valid, now=self._clock.now())
+            await self._repo.mark_read(self._db, user_id, valid, now=self._clock.now())
 
     # -- devices and preferences ------------------------------------------------------------
 
     async def register_device(
         self, user_id: str, *, platform: str, push_token: str
     ) -> dict[str, Any]:
-        return await self._repo.add_device(user_id, platform=platform, push_token=push_token)
+        return await self._repo.add_device(
+            self._db, user_id, platform=platform, push_token=push_token
+        )
 
     async def preferences(self, user_id: str) -> Preferences:
         return await self._repo.preferences(user_id)
@@ -253,5 +255,5 @@ class NotificationService:
     async def set_preferences(self, user_id: str, body: Any) -> Preferences:
         """Replace the user's preferences with those of a request body (checked here)."""
         prefs = parse_preferences(body, self._channels.names)
-        await self._repo.set_preferences(user_id, prefs)
+        await self._repo.set_preferences(self._db, user_id, prefs)
         return prefs

@@ -122,9 +122,15 @@ class SosService:
             if contact_user == owner_id:
                 raise Invalid("you cannot be your own emergency contact")
             user_id = contact_user
-        contact = await self._contacts.add(
-            owner_id, user_id=user_id, name=name, phone=phone, limit=self._rules.max_contacts
-        )
+        async with self._db.transaction() as conn:
+            contact = await self._contacts.add(
+                conn,
+                owner_id,
+                user_id=user_id,
+                name=name,
+                phone=phone,
+                limit=self._rules.max_contacts,
+            )
         if contact is None:
             if await self._contacts.count(owner_id) >= self._rules.max_contacts:
                 raise Conflict(f"at most {self._rules.max_contacts} emergency contacts")
@@ -136,7 +142,7 @@ class SosService:
 
     async def delete_contact(self, owner_id: str, contact_id: str) -> None:
         contact = as_uuid(contact_id)
-        if contact is None or not await self._contacts.delete(owner_id, contact):
+        if contact is None or not await self._contacts.delete(self._db, owner_id, contact):
             raise NotFound("no such contact")
 
     # -- alerts -----------------------------------------------------------------------------

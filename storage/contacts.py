@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from storage.crypto import FieldCipher
+from storage.db import Queryable
 
 __all__ = ["ContactRecord", "ContactRepository"]
 
@@ -37,27 +38,33 @@ class ContactRepository:
         return ContactRecord(**values)
 
     async def add(
-        self, owner_id: str, *, user_id: str | None, name: str, phone: str | None, limit: int
+        self,
+        conn: Queryable,
+        owner_id: str,
+        *,
+        user_id: str | None,
+        name: str,
+        phone: str | None,
+        limit: int,
     ) -> ContactRecord | None:
-        """None when the limit is reached or that user is already a contact."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            # Serialises additions for one owner, so the limit holds under races.
-            await conn.execute("SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE", owner_id)
-            count = await conn.fetchval(
-                "SELECT count(*) FROM emergency_contacts WHERE owner_id = $1::uuid", owner_id
-            )
-            if count >= limit:
-                return None
-            row = await conn.fetchrow(
-                f"""INSERT INTO emergency_contacts (owner_id, contact_user_id, name, phone)
-                    VALUES ($1::uuid, $2::uuid, $3, $4)
-                    ON CONFLICT (owner_id, contact_user_id) DO NOTHING
-                    RETURNING {_COLUMNS}""",
-                owner_id,
-                user_id,
-                name,
-                self._cipher.encrypt(phone, "phone"),
-            )
+        """None when the limit is reached or that user is already a contact (inside the
+        caller's transaction, which this serialises per owner so the limit holds)."""
+        await conn.execute("SELECT 1 FROM users WHERE id = $1::uuid FOR UPDATE", owner_id)
+        count = await conn.fetchval(
+            "SELECT count(*) FROM emergency_contacts WHERE owner_id = $1::uuid", owner_id
+        )
+        if count >= limit:
+            return None
+        row = await conn.fetchrow(
+            f"""INSERT INTO emergency_contacts (owner_id, contact_user_id, name, phone)
+                VALUES ($1::uuid, $2::uuid, $3, $4)
+                ON CONFLICT (owner_id, contact_user_id) DO NOTHING
+                RETURNING {_COLUMNS}""",
+            owner_id,
+            user_id,
+            name,
+            self._cipher.encrypt(phone, "phone"),
+        )
         return None if row is None else self._contact(row)
 
     async def count(self, owner_id: str) -> int:
@@ -90,8 +97,9 @@ class ContactRepository:
             for r in rows
         ]
 
-    async def delete(self, owner_id: str, contact_id: str) -> bool:
-        done = await self._pool.execute(
+    @staticmethod
+    async def delete(conn: Queryable, owner_id: str, contact_id: str) -> bool:
+        done = await conn.execute(
             "DELETE FROM emergency_contacts WHERE owner_id = $1::uuid AND id = $2::uuid",
             owner_id,
             contact_id,

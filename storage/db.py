@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, Protocol
 
 import asyncpg
 import asyncpg.pool
@@ -28,8 +29,21 @@ __all__ = [
     "new_pool",
 ]
 
-# Whatever runs a query: the pool, or one connection inside a transaction.
-Queryable = asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+class Queryable(Protocol):
+    """Whatever runs a statement: a connection inside a service's transaction, or the
+    ``Database`` itself for a statement that is a unit of work on its own."""
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +53,9 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 class Database:
-    """Lets a service group several repositories' writes into one transaction."""
+    """The unit of work, which services open: ``async with db.transaction() as conn``
+    groups several repositories' writes; a lone statement runs on the database itself
+    (one pooled connection, committed by itself, no BEGIN/COMMIT round trips)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -48,6 +64,21 @@ class Database:
     async def transaction(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield conn
+
+    async def execute(self, query: str, *args: Any) -> str:
+        return await self._pool.execute(query, *args)
+
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None:
+        await self._pool.executemany(command, args)
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._pool.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._pool.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0) -> Any:
+        return await self._pool.fetchval(query, *args, column=column)
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,9 +101,11 @@ class DeliveryRepository:
             ],
         )
 
-    async def claim(self, *, now: float, lease_s: float, limit: int) -> list[Delivery]:
+    async def claim(
+        self, conn: Queryable, *, now: float, lease_s: float, limit: int
+    ) -> list[Delivery]:
         """Take due deliveries for a lease; another node may take them when it runs out."""
-        rows = await self._pool.fetch(
+        rows = await conn.fetch(
             f"""UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = $2
                  WHERE id IN (SELECT id FROM deliveries
                                WHERE status = 'pending' AND next_attempt_at <= $1
@@ -153,8 +155,9 @@ class DeliveryRepository:
         )
         return None if row is None else self._delivery(row)
 
-    async def retry_at(self, delivery_id: int, *, at: float, result: str) -> None:
-        await self._pool.execute(
+    @staticmethod
+    async def retry_at(conn: Queryable, delivery_id: int, *, at: float, result: str) -> None:
+        await conn.execute(
             """UPDATE deliveries SET next_attempt_at = $2, result = $3
                 WHERE id = $1 AND status = 'pending'""",
             delivery_id,

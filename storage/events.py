@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import orjson
 
 from services.clock import iso
@@ -42,8 +40,7 @@ class OutboxRecord:
 class Outbox:
     """Events for Kafka, committed with what they report; a no-op without Kafka."""
 
-    def __init__(self, pool: asyncpg.Pool, *, topic: str, enabled: bool) -> None:
-        self._pool = pool
+    def __init__(self, *, topic: str, enabled: bool) -> None:
         self._topic = topic
         self.enabled = enabled
 
@@ -66,28 +63,21 @@ class Outbox:
             datetime.fromtimestamp(now, UTC),
         )
 
-    async def publish_pending(
-        self, send: Callable[[list[OutboxRecord]], Awaitable[None]], *, limit: int = 200
-    ) -> int:
-        """Hand the oldest unpublished events to ``send``; mark them once it returns.
+    @staticmethod
+    async def take_pending(conn: Queryable, *, limit: int = 200) -> list[OutboxRecord]:
+        """The oldest unpublished events, locked for the caller's transaction (other
+        nodes skip them): publish them, then ``mark_published`` before it commits."""
+        rows = await conn.fetch(
+            """SELECT id, topic, key, value::text AS value FROM outbox
+                WHERE published_at IS NULL ORDER BY id LIMIT $1
+                  FOR UPDATE SKIP LOCKED""",
+            limit,
+        )
+        return [OutboxRecord(r["id"], r["topic"], r["key"], r["value"].encode()) for r in rows]
 
-        Rows stay locked (SKIP LOCKED for other nodes) while ``send`` runs; if it
-        raises, nothing is marked and the next round sends them again.
-        """
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """SELECT id, topic, key, value::text AS value FROM outbox
-                    WHERE published_at IS NULL ORDER BY id LIMIT $1
-                      FOR UPDATE SKIP LOCKED""",
-                limit,
-            )
-            if not rows:
-                return 0
-            await send(
-                [OutboxRecord(r["id"], r["topic"], r["key"], r["value"].encode()) for r in rows]
-            )
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
-        return len(rows)
+    @staticmethod
+    async def mark_published(conn: Queryable, records: list[OutboxRecord]) -> None:
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [r.id for r in records],
+        )

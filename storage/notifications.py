@@ -164,8 +164,9 @@ class NotificationRepository:
         )
         return [NotificationRecord(**{**dict(r), "data": orjson.loads(r["data"])}) for r in rows]
 
-    async def mark_read(self, user_id: str, ids: list[str], *, now: float) -> int:
-        done = await self._pool.execute(
+    @staticmethod
+    async def mark_read(conn: Queryable, user_id: str, ids: list[str], *, now: float) -> int:
+        done = await conn.execute(
             """UPDATE notifications SET read_at = $3
                 WHERE user_id = $1::uuid AND id = ANY($2::uuid[]) AND read_at IS NULL""",
             user_id,
@@ -176,9 +177,12 @@ class NotificationRepository:
 
     # -- devices ------------------------------------------------------------------------------
 
-    async def add_device(self, user_id: str, *, platform: str, push_token: str) -> dict[str, Any]:
+    @staticmethod
+    async def add_device(
+        conn: Queryable, user_id: str, *, platform: str, push_token: str
+    ) -> dict[str, Any]:
         """A token belongs to the last user who registered it (phones change hands)."""
-        row = await self._pool.fetchrow(
+        row = await conn.fetchrow(
             """INSERT INTO devices (user_id, platform, push_token) VALUES ($1::uuid, $2, $3)
                ON CONFLICT (push_token) DO UPDATE
                   SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform
@@ -197,8 +201,9 @@ class NotificationRepository:
         )
         return [(r["push_token"], r["platform"]) for r in rows]
 
-    async def remove_tokens(self, tokens: list[str]) -> None:
-        await self._pool.execute("DELETE FROM devices WHERE push_token = ANY($1::text[])", tokens)
+    @staticmethod
+    async def remove_tokens(conn: Queryable, tokens: list[str]) -> None:
+        await conn.execute("DELETE FROM devices WHERE push_token = ANY($1::text[])", tokens)
 
     # -- preferences --------------------------------------------------------------------------
 
@@ -210,8 +215,9 @@ class NotificationRepository:
         )
         return _prefs(row)
 
-    async def set_preferences(self, user_id: str, prefs: Preferences) -> None:
-        await self._pool.execute(
+    @staticmethod
+    async def set_preferences(conn: Queryable, user_id: str, prefs: Preferences) -> None:
+        await conn.execute(
             """INSERT INTO notification_preferences
                       (user_id, channels, quiet_start, quiet_end, time_zone)
                VALUES ($1::uuid, $2::jsonb, $3, $4, $5)

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.db import Queryable
+
 __all__ = ["RoomRecord", "RoomRepository", "as_uuid"]
 
 
@@ -72,8 +74,9 @@ class RoomRepository:
         )
         return {r["id"] for r in rows}
 
+    @staticmethod
     async def create(
-        self,
+        conn: Queryable,
         *,
         kind: str,
         title: str | None,
@@ -82,31 +85,30 @@ class RoomRepository:
         direct_key: str | None,
     ) -> tuple[RoomRecord, bool]:
         """The room, and whether it is new (a direct room may already exist)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            room_id = await conn.fetchval(
-                """INSERT INTO rooms (kind, title, direct_key, created_by)
-                   VALUES ($1, $2, $3, $4::uuid)
-                   ON CONFLICT (direct_key) DO NOTHING
-                   RETURNING id::text""",
-                kind,
-                title,
-                direct_key,
-                creator_id,
+        room_id = await conn.fetchval(
+            """INSERT INTO rooms (kind, title, direct_key, created_by)
+               VALUES ($1, $2, $3, $4::uuid)
+               ON CONFLICT (direct_key) DO NOTHING
+               RETURNING id::text""",
+            kind,
+            title,
+            direct_key,
+            creator_id,
+        )
+        created = room_id is not None
+        if created:
+            await conn.execute(
+                """INSERT INTO room_members (room_id, user_id, joined_at)
+                   SELECT $1::uuid, u, clock_timestamp()
+                     FROM unnest($2::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n""",
+                room_id,
+                [creator_id, *member_ids],
             )
-            created = room_id is not None
-            if created:
-                await conn.execute(
-                    """INSERT INTO room_members (room_id, user_id, joined_at)
-                       SELECT $1::uuid, u, clock_timestamp()
-                         FROM unnest($2::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n""",
-                    room_id,
-                    [creator_id, *member_ids],
-                )
-            else:
-                room_id = await conn.fetchval(
-                    "SELECT id::text FROM rooms WHERE direct_key = $1", direct_key
-                )
-            row = await conn.fetchrow(_ROOM + " WHERE r.id = $1::uuid", room_id)
+        else:
+            room_id = await conn.fetchval(
+                "SELECT id::text FROM rooms WHERE direct_key = $1", direct_key
+            )
+        row = await conn.fetchrow(_ROOM + " WHERE r.id = $1::uuid", room_id)
         assert row is not None
         return _room(row), created
 
@@ -155,13 +157,16 @@ class RoomRepository:
         )
         return {r["room_id"] for r in rows}
 
-    async def mark_read(self, room_id: str, user_id: str, seq: int) -> tuple[bool, int] | None:
+    @staticmethod
+    async def mark_read(
+        conn: Queryable, room_id: str, user_id: str, seq: int
+    ) -> tuple[bool, int] | None:
         """Move a member's read marker forward to ``seq``.
 
         None when the user is not a member; otherwise whether the marker moved
         and the room's last seq (a marker never passes it).
         """
-        row = await self._pool.fetchrow(
+        row = await conn.fetchrow(
             """WITH target AS (
                    SELECT m.read_seq, r.last_seq FROM room_members m
                      JOIN rooms r ON r.id = m.room_id

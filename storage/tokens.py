@@ -7,6 +7,8 @@ from datetime import datetime
 
 import asyncpg
 
+from storage.db import Queryable
+
 __all__ = ["RefreshOutcome", "Session", "TokenRepository"]
 
 
@@ -33,8 +35,9 @@ class TokenRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @staticmethod
     async def start_family(
-        self,
+        conn: Queryable,
         *,
         family_id: str,
         user_id: str,
@@ -44,29 +47,30 @@ class TokenRepository:
         user_agent: str | None = None,
         ip: str | None = None,
     ) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO token_families
-                          (id, user_id, created_at, last_used_at, user_agent, ip)
-                   VALUES ($1::uuid, $2::uuid, $3, $3, $4, $5)""",
-                family_id,
-                user_id,
-                issued_at,
-                user_agent,
-                ip,
-            )
-            await conn.execute(
-                """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
-                   VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
-                token_id,
-                family_id,
-                user_id,
-                issued_at,
-                expires_at,
-            )
+        """A login: its family and first refresh token (inside the caller's transaction)."""
+        await conn.execute(
+            """INSERT INTO token_families
+                      (id, user_id, created_at, last_used_at, user_agent, ip)
+               VALUES ($1::uuid, $2::uuid, $3, $3, $4, $5)""",
+            family_id,
+            user_id,
+            issued_at,
+            user_agent,
+            ip,
+        )
+        await conn.execute(
+            """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
+               VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
+            token_id,
+            family_id,
+            user_id,
+            issued_at,
+            expires_at,
+        )
 
+    @staticmethod
     async def rotate(
-        self,
+        conn: Queryable,
         *,
         token_id: str,
         family_id: str,
@@ -76,46 +80,46 @@ class TokenRepository:
     ) -> RefreshOutcome:
         """Mark the presented token used and record its successor, atomically.
 
-        A token already used means it leaked: the whole family is revoked.
+        A token already used means it leaked: the whole family is revoked. Inside the
+        caller's transaction (the row locks hold until it ends).
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """SELECT t.user_id::text AS user_id, t.used_at, t.expires_at, f.revoked_at
-                     FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
-                    WHERE t.id = $1::uuid AND t.family_id = $2::uuid
-                      FOR UPDATE OF t, f""",
-                token_id,
+        row = await conn.fetchrow(
+            """SELECT t.user_id::text AS user_id, t.used_at, t.expires_at, f.revoked_at
+                 FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id
+                WHERE t.id = $1::uuid AND t.family_id = $2::uuid
+                  FOR UPDATE OF t, f""",
+            token_id,
+            family_id,
+        )
+        if row is None:
+            return RefreshOutcome("unknown")
+        if row["revoked_at"] is not None or row["expires_at"] <= issued_at:
+            return RefreshOutcome("revoked", row["user_id"])
+        if row["used_at"] is not None:
+            await conn.execute(
+                """UPDATE token_families SET revoked_at = now(), revoked_reason = 'reuse'
+                    WHERE id = $1::uuid""",
                 family_id,
             )
-            if row is None:
-                return RefreshOutcome("unknown")
-            if row["revoked_at"] is not None or row["expires_at"] <= issued_at:
-                return RefreshOutcome("revoked", row["user_id"])
-            if row["used_at"] is not None:
-                await conn.execute(
-                    """UPDATE token_families SET revoked_at = now(), revoked_reason = 'reuse'
-                        WHERE id = $1::uuid""",
-                    family_id,
-                )
-                return RefreshOutcome("reused", row["user_id"])
-            await conn.execute(
-                "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1::uuid", token_id, issued_at
-            )
-            await conn.execute(
-                "UPDATE token_families SET last_used_at = $2 WHERE id = $1::uuid",
-                family_id,
-                issued_at,
-            )
-            await conn.execute(
-                """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
-                   VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
-                new_token_id,
-                family_id,
-                row["user_id"],
-                issued_at,
-                expires_at,
-            )
-            return RefreshOutcome("rotated", row["user_id"])
+            return RefreshOutcome("reused", row["user_id"])
+        await conn.execute(
+            "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1::uuid", token_id, issued_at
+        )
+        await conn.execute(
+            "UPDATE token_families SET last_used_at = $2 WHERE id = $1::uuid",
+            family_id,
+            issued_at,
+        )
+        await conn.execute(
+            """INSERT INTO refresh_tokens (id, family_id, user_id, issued_at, expires_at)
+               VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5)""",
+            new_token_id,
+            family_id,
+            row["user_id"],
+            issued_at,
+            expires_at,
+        )
+        return RefreshOutcome("rotated", row["user_id"])
 
     async def sessions_of(self, user_id: str, *, now: datetime) -> list[Session]:
         """The user's logins still alive: not revoked, with a refresh token not expired."""
@@ -141,11 +145,12 @@ class TokenRepository:
         )
         return owner
 
+    @staticmethod
     async def revoke_families_of(
-        self, user_id: str, *, reason: str, keep: str | None = None
+        conn: Queryable, user_id: str, *, reason: str, keep: str | None = None
     ) -> list[str]:
         """Revoke every live login of the user but ``keep``; the family ids revoked."""
-        rows = await self._pool.fetch(
+        rows = await conn.fetch(
             """UPDATE token_families SET revoked_at = now(), revoked_reason = $2
                 WHERE user_id = $1::uuid AND revoked_at IS NULL
                   AND ($3::uuid IS NULL OR id <> $3::uuid)
@@ -156,16 +161,18 @@ class TokenRepository:
         )
         return [r["id"] for r in rows]
 
-    async def revoke_family(self, family_id: str, *, reason: str) -> None:
-        await self._pool.execute(
+    @staticmethod
+    async def revoke_family(conn: Queryable, family_id: str, *, reason: str) -> None:
+        await conn.execute(
             """UPDATE token_families SET revoked_at = now(), revoked_reason = $2
                 WHERE id = $1::uuid AND revoked_at IS NULL""",
             family_id,
             reason,
         )
 
-    async def revoke_access(self, jti: str, expires_at: datetime) -> None:
-        await self._pool.execute(
+    @staticmethod
+    async def revoke_access(conn: Queryable, jti: str, expires_at: datetime) -> None:
+        await conn.execute(
             """INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1::uuid, $2)
                ON CONFLICT DO NOTHING""",
             jti,

@@ -63,6 +63,7 @@ class UserRepository:
 
     async def create(
         self,
+        conn: Queryable,
         *,
         email: str,
         display_name: str,
@@ -73,7 +74,7 @@ class UserRepository:
         external_sub: str | None = None,
     ) -> UserRecord | None:
         """None when the email is taken."""
-        row = await self._pool.fetchrow(
+        row = await conn.fetchrow(
             f"""INSERT INTO users
                        (id, email, display_name, role, phone, password_hash, external_sub)
                 VALUES (COALESCE($1::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7)

@@ -107,7 +107,7 @@ async def test_an_applied_event_stays_applied_when_telling_sockets_fails(
         cipher = FieldCipher(parse_keys(DATA_KEYS))
         broken = _BrokenPeerLink()
         database = Database(pool)
-        outbox = Outbox(pool, topic="realtime.events", enabled=False)
+        outbox = Outbox(topic="realtime.events", enabled=False)
         notifications = NotificationService(
             db=database,
             repo=NotificationRepository(pool, cipher=cipher),
