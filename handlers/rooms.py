@@ -37,6 +37,48 @@ def routes(door: RestDoor, chat: ChatService) -> web.RouteTableDef:
         room = await chat.room(identity.user_id, request.match_info["room_id"])
         return json_response({"room": room.public()})
 
+    @table.patch("/api/v1/rooms/{room_id}")
+    async def set_title(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        body = await door.body(request)
+        room = await chat.set_title(
+            identity.user_id,
+            request.match_info["room_id"],
+            body.string("title", min_len=1, max_len=200, strip=True),
+        )
+        return json_response({"room": room.public()})
+
+    @table.post("/api/v1/rooms/{room_id}/members")
+    async def add_members(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        body = await door.body(request)
+        room = await chat.add_members(
+            identity.user_id,
+            request.match_info["room_id"],
+            body.id_list("user_ids", max_items=MAX_GROUP_MEMBERS, min_items=1),
+        )
+        return json_response({"room": room.public()})
+
+    @table.delete("/api/v1/rooms/{room_id}/members/{user_id}")
+    async def remove_member(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        await chat.remove_member(
+            identity.user_id, request.match_info["room_id"], request.match_info["user_id"]
+        )
+        return web.Response(status=204)
+
+    @table.patch("/api/v1/rooms/{room_id}/members/{user_id}")
+    async def set_role(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        body = await door.body(request)
+        room = await chat.set_role(
+            identity.user_id,
+            request.match_info["room_id"],
+            request.match_info["user_id"],
+            body.string("role", max_len=16),
+        )
+        return json_response({"room": room.public()})
+
     @table.get("/api/v1/rooms/{room_id}/messages")
     async def history(request: web.Request) -> web.Response:
         identity = await door.identity(request)

@@ -25,7 +25,7 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
         return await chat.join(session.user_id, session.sid, payload.identifier("room_id"))
 
     async def leave(session: SocketSession, payload: Payload) -> None:
-        await chat.leave(session.sid, payload.identifier("room_id"))
+        await chat.left(session.user_id, session.sid, payload.identifier("room_id"))
 
     async def send(session: SocketSession, payload: Payload) -> dict[str, Any]:
         message = await chat.send(
@@ -34,6 +34,27 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
             room_id=payload.identifier("room_id"),
             client_msg_id=payload.string("client_msg_id", max_len=128),
             text=payload.string("text", max_len=MAX_TEXT),
+        )
+        return {"message": message.public()}
+
+    async def edit(session: SocketSession, payload: Payload) -> dict[str, Any]:
+        message = await chat.edit(
+            session.user_id,
+            session.sid,
+            room_id=payload.identifier("room_id"),
+            message_id=payload.identifier("message_id"),
+            text=payload.string("text", max_len=MAX_TEXT),
+            client_msg_id=payload.string("client_msg_id", max_len=128),
+        )
+        return {"message": message.public()}
+
+    async def delete(session: SocketSession, payload: Payload) -> dict[str, Any]:
+        message = await chat.delete(
+            session.user_id,
+            session.sid,
+            room_id=payload.identifier("room_id"),
+            message_id=payload.identifier("message_id"),
+            client_msg_id=payload.string("client_msg_id", max_len=128),
         )
         return {"message": message.public()}
 
@@ -61,6 +82,8 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
     door.on("chat:join", join)
     door.on("chat:leave", leave)
     door.on("chat:send", send)
+    door.on("chat:edit", edit)
+    door.on("chat:delete", delete)
     door.on("chat:typing", typing)
     door.on("chat:read", read)
     door.on("chat:sync", sync)

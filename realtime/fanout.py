@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -59,6 +59,7 @@ class Fanout:
         self._metrics = metrics
         self._max_buffered = max_buffered_bytes
         self._receipts: dict[str, ReceiptHandler] = {}
+        self._room_guard: Callable[[str, int], Awaitable[None]] | None = None
         bus.subscribe(_EMIT, self._on_peer_emit)
         bus.subscribe(_ASK, self._on_peer_ask)
         bus.subscribe(_END_SESSIONS, self._on_peer_end_sessions)
@@ -82,9 +83,24 @@ class Fanout:
             await self._emit(rooms.MAIN, targets, event, data, skip_sid)
 
     async def to_room(
-        self, room_id: str, event: str, data: Any, *, skip_sid: str | None = None
+        self,
+        room_id: str,
+        event: str,
+        data: Any,
+        *,
+        skip_sid: str | None = None,
+        version: int | None = None,
     ) -> None:
-        await self._emit(rooms.MAIN, [rooms.room(room_id)], event, data, skip_sid)
+        """``version``: the room's members_version the event was written under; every
+        node makes its view of the room's sockets at least that new before delivering."""
+        guarded = (room_id, version) if version is not None else None
+        if guarded is not None and self._room_guard is not None:
+            await self._room_guard(room_id, guarded[1])
+        await self._emit(rooms.MAIN, [rooms.room(room_id)], event, data, skip_sid, guarded)
+
+    def guard_rooms(self, guard: Callable[[str, int], Awaitable[None]]) -> None:
+        """What makes a node's room sockets match the members (realtime/membership.py)."""
+        self._room_guard = guard
 
     async def to_project(self, project_id: str, event: str, data: Any) -> None:
         await self._emit(rooms.LIVE, [rooms.project(project_id)], event, data, None)
@@ -191,7 +207,13 @@ class Fanout:
     # -- delivery ---------------------------------------------------------------------------
 
     async def _emit(
-        self, namespace: str, targets: list[str], event: str, data: Any, skip_sid: str | None
+        self,
+        namespace: str,
+        targets: list[str],
+        event: str,
+        data: Any,
+        skip_sid: str | None,
+        guarded: tuple[str, int] | None = None,
     ) -> None:
         self._metrics.child(self._metrics.events_out, event).inc()
         # Encoded once for the whole cluster, in both parsers' forms.
@@ -203,10 +225,10 @@ class Fanout:
         ).encode()
         self._deliver_all(namespace, targets, json_text, packed, skip_sid)
         if self._bus.has_peers:  # a single node frames nothing for a bus
-            await self._bus.publish(
-                _EMIT,
-                msgpack.packb([namespace, targets, json_text, packed, skip_sid], use_bin_type=True),
-            )
+            frame: list[Any] = [namespace, targets, json_text, packed, skip_sid]
+            if guarded is not None:
+                frame.append(list(guarded))
+            await self._bus.publish(_EMIT, msgpack.packb(frame, use_bin_type=True))
 
     def _deliver_all(
         self, namespace: str, targets: list[str], json_text: str, packed: bytes, skip: str | None
@@ -263,7 +285,10 @@ class Fanout:
         return delivered
 
     async def _on_peer_emit(self, raw: bytes) -> None:
-        namespace, targets, json_text, packed, skip_sid = msgpack.unpackb(raw, raw=False)
+        namespace, targets, json_text, packed, skip_sid, *guarded = msgpack.unpackb(raw, raw=False)
+        if guarded and self._room_guard is not None:
+            room_id, version = guarded[0]
+            await self._room_guard(room_id, version)
         self._deliver_all(namespace, targets, json_text, packed, skip_sid)
 
     async def _on_peer_end_sessions(self, raw: bytes) -> None:

@@ -47,6 +47,7 @@ from realtime.doors import SocketDoor
 from realtime.expiry import TokenExpiry
 from realtime.fanout import Fanout
 from realtime.manager import IndexedManager
+from realtime.membership import RoomMembers
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from realtime.transport import without_ws_compression
@@ -267,6 +268,10 @@ def create_app(
         limits=ChatLimits(
             send_per_window=limits.chat_send_per_window, send_window_s=limits.chat_send_window_s
         ),
+    )
+    # Each node's room sockets follow the members, by version (realtime/membership.py).
+    fanout.guard_rooms(
+        RoomMembers(servers, sessions, load=chat.members_version, evicted=chat.leave).ensure
     )
     sos_settings = settings.sos
     sos = SosService(

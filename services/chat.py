@@ -6,16 +6,17 @@ the order "store, then ack, then fan out, then push to whoever has no socket".
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.clock import Clock
-from services.errors import Forbidden, Invalid, RateLimited
+from services.errors import Forbidden, Invalid, NotFound, RateLimited
 from services.ports import Fanout, SocketRooms
 from services.presence import PresenceService
-from storage.db import Database
+from storage.db import Database, Queryable
 from storage.deliveries import DeliveryRepository, NewDelivery
 from storage.events import Outbox
 from storage.messages import MessageRecord, MessageRepository
@@ -32,6 +33,8 @@ HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 _PUSH_PREVIEW = 140
 _NOT_A_MEMBER = "you are not a member of this room"
+_MANAGERS = ("owner", "admin")
+_EVERYONE = ("owner", "admin", "member")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +87,12 @@ class ChatService:
         self._state = state
         self._clock = clock
         self._limits = limits
-        # Members never change once a room exists, so each node keeps the lists it needs.
-        self._members: OrderedDict[str, list[str]] = OrderedDict()
+        # room id -> (members_version, members): each node's cache, refreshed whenever a
+        # message or event says the room's members changed since.
+        self._members: OrderedDict[str, tuple[int, list[str]]] = OrderedDict()
         # (sid, room id) -> when that socket last had a typing event broadcast.
-        self._typing_at: dict[tuple[str, str], float] = {}
+        # (sid, room id) -> when that socket last had a typing event broadcast, and which.
+        self._typing_at: dict[tuple[str, str], tuple[float, bool]] = {}
 
     # -- rooms (REST) -----------------------------------------------------------------------
 
@@ -137,8 +142,225 @@ class ChatService:
         if limit is not None and limit < 1:
             raise Invalid("limit must be at least 1")
         limit = min(limit or HISTORY_DEFAULT, HISTORY_MAX)
-        await self._member_or_forbidden(user_id, room_id)
-        return await self._messages.before(room_id, before_seq=before_seq, limit=limit)
+        room = as_uuid(room_id)
+        membership = None if room is None else await self._rooms.membership(room, user_id)
+        if room is None or membership is None:
+            raise Forbidden(_NOT_A_MEMBER)
+        return await self._messages.before(
+            room, before_seq=before_seq, limit=limit, from_seq=membership[1]
+        )
+
+    # -- rooms that change (REST) -----------------------------------------------------------
+
+    async def add_members(self, actor: str, room_id: str, user_ids: list[str]) -> RoomRecord:
+        wanted = [as_uuid(u) for u in user_ids]
+        if not wanted or any(u is None for u in wanted):
+            raise Invalid("user_ids must be 1 or more user ids")
+        ids = list(dict.fromkeys(u for u in wanted if u is not None))
+        unknown = set(ids) - await self._rooms.existing_users(ids)
+        if unknown:
+            raise Invalid("unknown user ids: " + ", ".join(sorted(unknown)))
+        async with self._db.transaction() as conn:
+            room = await self._locked_group(conn, room_id, actor, need=_MANAGERS)
+            new = [u for u in ids if u not in await self._rooms.members_among(conn, room, ids)]
+            if not new:
+                events: list[MessageRecord] = []
+            else:
+                count = len((await self._rooms.member_ids(room))[1])
+                if count + len(new) > MAX_GROUP_MEMBERS:
+                    raise Invalid(f"a group room has at most {MAX_GROUP_MEMBERS} members")
+                seq, version = await self._rooms.next_seq(conn, room, members_changed=True)
+                await self._rooms.add_members(conn, room, new, from_seq=seq)
+                events = [
+                    await self._event(conn, room, seq, actor, "member_added", {"user_ids": new})
+                ]
+        await self._announce(room, events, version if events else None)
+        return await self._readable(actor, room)
+
+    async def remove_member(self, actor: str, room_id: str, user_id: str) -> None:
+        """Remove a member (owner or admin), or leave (anyone, for themselves)."""
+        target = as_uuid(user_id)
+        async with self._db.transaction() as conn:
+            room = await self._locked_group(
+                conn, room_id, actor, need=_EVERYONE if target == actor else _MANAGERS
+            )
+            role = None if target is None else await self._rooms.role(conn, room, target)
+            if target is None or role is None:
+                raise NotFound("that user is not a member of this room")
+            if role == "owner" and target != actor:
+                raise Forbidden("the owner can only leave, not be removed")
+            seq, version = await self._rooms.next_seq(conn, room, members_changed=True)
+            await self._rooms.remove_member(conn, room, target)
+            events = [
+                await self._event(conn, room, seq, actor, "member_removed", {"user_ids": [target]})
+            ]
+            if role == "owner":  # ownership passes on, as the next event of the room
+                heir = await self._rooms.successor(conn, room)
+                if heir is not None:
+                    seq, version = await self._rooms.next_seq(conn, room, members_changed=True)
+                    await self._rooms.set_role(conn, room, heir, "owner")
+                    events.append(
+                        await self._event(
+                            conn,
+                            room,
+                            seq,
+                            actor,
+                            "role_changed",
+                            {"user_id": heir, "role": "owner"},
+                        )
+                    )
+        # The removed member hears their removal, then leaves the room on every node
+        # before anything written after it is fanned out (the versioned room guard).
+        await self._fanout.to_user(target, "chat:message", {"message": events[0].public()})
+        await self._fanout.to_user(target, "room:removed", {"room_id": room})
+        await self._announce(room, events, version)
+
+    async def set_role(self, actor: str, room_id: str, user_id: str, role: str) -> RoomRecord:
+        if role not in ("admin", "member"):
+            raise Invalid("role must be admin or member (a room has one owner)")
+        target = as_uuid(user_id)
+        async with self._db.transaction() as conn:
+            room = await self._locked_group(conn, room_id, actor, need=("owner",))
+            current = None if target is None else await self._rooms.role(conn, room, target)
+            if target is None or current is None:
+                raise NotFound("that user is not a member of this room")
+            if current == "owner":
+                raise Invalid("the owner's role does not change; the owner can leave")
+            events: list[MessageRecord] = []
+            version = None
+            if current != role:
+                seq, version = await self._rooms.next_seq(conn, room, members_changed=True)
+                await self._rooms.set_role(conn, room, target, role)
+                events.append(
+                    await self._event(
+                        conn, room, seq, actor, "role_changed", {"user_id": target, "role": role}
+                    )
+                )
+        await self._announce(room, events, version)
+        return await self._readable(actor, room)
+
+    async def set_title(self, actor: str, room_id: str, title: str) -> RoomRecord:
+        async with self._db.transaction() as conn:
+            room = await self._locked_group(conn, room_id, actor, need=_MANAGERS)
+            seq, version = await self._rooms.next_seq(conn, room, members_changed=False)
+            await self._rooms.set_title(conn, room, title)
+            event = await self._event(conn, room, seq, actor, "title_changed", {"title": title})
+        await self._announce(room, [event], version)
+        return await self._readable(actor, room)
+
+    # -- edits and deletes (sockets) --------------------------------------------------------
+
+    async def edit(
+        self,
+        user_id: str,
+        sid: str,
+        *,
+        room_id: str,
+        message_id: str,
+        text: str,
+        client_msg_id: str,
+    ) -> MessageRecord:
+        if not text or len(text) > MAX_TEXT:
+            raise Invalid(f"text must be 1 to {MAX_TEXT} characters")
+        return await self._change(user_id, sid, room_id, message_id, client_msg_id, text=text)
+
+    async def delete(
+        self, user_id: str, sid: str, *, room_id: str, message_id: str, client_msg_id: str
+    ) -> MessageRecord:
+        return await self._change(user_id, sid, room_id, message_id, client_msg_id, text=None)
+
+    async def _change(
+        self,
+        user_id: str,
+        sid: str,
+        room_id: str,
+        message_id: str,
+        client_msg_id: str,
+        *,
+        text: str | None,
+    ) -> MessageRecord:
+        """An edit (``text``) or a delete (None) of a message, as the room's next event."""
+        room = as_uuid(room_id)
+        target_id = as_uuid(message_id)
+        if room is None:
+            raise Forbidden(_NOT_A_MEMBER)
+        async with self._db.transaction() as conn:
+            if await self._rooms.lock(conn, room) is None:
+                raise Forbidden(_NOT_A_MEMBER)
+            role = await self._rooms.role(conn, room, user_id)
+            if role is None:
+                raise Forbidden(_NOT_A_MEMBER)
+            first = await self._messages.by_client_id(conn, room, user_id, client_msg_id)
+            if first is not None:
+                return first  # a retry: the first result, nothing new broadcast
+            target = None if target_id is None else await self._messages.get(conn, room, target_id)
+            if target is None or target.kind != "text" or target.deleted:
+                raise NotFound("no such message in this room")
+            if text is not None and target.sender_id != user_id:
+                raise Forbidden("only the sender edits a message")
+            if text is None and target.sender_id != user_id and role not in _MANAGERS:
+                raise Forbidden("only the sender or an admin deletes a message")
+            seq, version = await self._rooms.next_seq(conn, room, members_changed=False)
+            event = await self._messages.insert_event(
+                conn,
+                room_id=room,
+                seq=seq,
+                sender_id=user_id,
+                client_msg_id=client_msg_id,
+                kind="edit" if text is not None else "delete",
+                text=text or "",
+                target_id=target.id,
+            )
+            if text is not None:
+                await self._messages.edit(conn, target.id, text, at=event.created_at)
+            else:
+                await self._messages.delete(conn, target.id)
+        await self._fanout.to_room(
+            room, "chat:message", {"message": event.public()}, skip_sid=sid, version=version
+        )
+        return event
+
+    async def _locked_group(
+        self, conn: Queryable, room_id: str, actor: str, *, need: tuple[str, ...]
+    ) -> str:
+        """Lock a group room the actor may change; forbidden for non-members."""
+        room = as_uuid(room_id)
+        locked = None if room is None else await self._rooms.lock(conn, room)
+        role = None if room is None else await self._rooms.role(conn, room, actor)
+        if room is None or locked is None or role is None:
+            raise Forbidden(_NOT_A_MEMBER)
+        if locked[0] != "group":
+            raise Invalid("a direct room's members and title never change")
+        if role not in need:
+            raise Forbidden("only the room's " + " or ".join(need) + " may do this")
+        return room
+
+    async def _event(
+        self,
+        conn: Queryable,
+        room_id: str,
+        seq: int,
+        actor: str,
+        kind: str,
+        data: dict[str, Any],
+    ) -> MessageRecord:
+        return await self._messages.insert_event(
+            conn,
+            room_id=room_id,
+            seq=seq,
+            sender_id=actor,
+            client_msg_id=f"{kind}:{uuid.uuid4()}",
+            kind=kind,
+            data=data,
+        )
+
+    async def _announce(
+        self, room_id: str, events: list[MessageRecord], version: int | None
+    ) -> None:
+        for event in events:
+            await self._fanout.to_room(
+                room_id, "chat:message", {"message": event.public()}, version=version
+            )
 
     # -- sockets ----------------------------------------------------------------------------
 
@@ -148,7 +370,19 @@ class ChatService:
         online = await self._presence.joined(sid, user_id, room.id)
         return {"room": room.public(), "online_user_ids": online}
 
+    async def left(self, user_id: str, sid: str, room_id: str) -> None:
+        """``chat:leave``: of a room the caller is not a member of (or that does not
+        exist) it is forbidden, as every room action is."""
+        room = as_uuid(room_id)
+        if room is None or (
+            not self._presence.has_joined(sid, room)
+            and not await self._rooms.is_member(room, user_id)
+        ):
+            raise Forbidden(_NOT_A_MEMBER)
+        await self.leave(sid, room)
+
     async def leave(self, sid: str, room_id: str) -> None:
+        """This socket stops hearing the room (also when a removal evicts it)."""
         room = as_uuid(room_id)
         if room is None:
             return
@@ -182,9 +416,13 @@ class ChatService:
             )
             if stored is None:
                 raise Forbidden(_NOT_A_MEMBER)
-            message, created = stored
+            message, created, version = stored
             if created:
                 now = message.created_at.timestamp()
+                if self._cached_version(room) != version:
+                    # Members changed since the cache: push only to who is a member now.
+                    still = await self._rooms.members_among(conn, room, absent)
+                    absent = [m for m in absent if m in still]
                 await self._deliveries.enqueue(conn, self._pushes(message, absent), now=now)
                 await self._outbox.add(
                     conn,
@@ -202,7 +440,7 @@ class ChatService:
             if absent:
                 self._kick()
             await self._fanout.to_room(
-                room, "chat:message", {"message": message.public()}, skip_sid=sid
+                room, "chat:message", {"message": message.public()}, skip_sid=sid, version=version
             )
         return message
 
@@ -210,9 +448,13 @@ class ChatService:
         room = await self._member_or_forbidden(user_id, room_id, sid=sid)
         now = self._clock.monotonic()
         last = self._typing_at.get((sid, room))
-        if last is not None and now - last < self._limits.typing_interval_s:
-            return  # extra typing events within the interval are dropped silently
-        self._typing_at[(sid, room)] = now
+        if (
+            last is not None
+            and last[1] == typing
+            and now - last[0] < self._limits.typing_interval_s
+        ):
+            return  # repeats of the same state within the interval are dropped; a change never
+        self._typing_at[(sid, room)] = (now, typing)
         await self._fanout.to_room(
             room,
             "chat:typing",
@@ -238,8 +480,11 @@ class ChatService:
             raise Invalid(f"at most {SYNC_MAX_ROOMS} rooms per sync")
         canonical = {raw: as_uuid(raw) for raw in wanted}
         valid = [c for c in canonical.values() if c is not None]
-        allowed = await self._rooms.member_rooms(user_id, valid) if valid else set()
-        readable = {c: wanted[raw] for raw, c in canonical.items() if c in allowed}
+        allowed = await self._rooms.member_rooms(user_id, valid) if valid else {}
+        # A member added later reads from their member_added event on.
+        readable = {
+            c: max(wanted[raw], allowed[c] - 1) for raw, c in canonical.items() if c in allowed
+        }
         denied = [raw for raw, c in canonical.items() if c not in allowed]
         found = await self._messages.after(readable, limit=SYNC_PER_ROOM + 1)
         more = [r for r, ms in found.items() if len(ms) > SYNC_PER_ROOM]
@@ -265,21 +510,30 @@ class ChatService:
         if room is None:
             raise Forbidden(_NOT_A_MEMBER)
         if sid and self._presence.has_joined(sid, room):
-            return room  # joining checked membership, and members are never removed
+            return room  # joining checked membership; a removal evicts the socket
         if not await self._rooms.is_member(room, user_id):
             raise Forbidden(_NOT_A_MEMBER)
         return room
 
     async def _member_ids(self, room_id: str) -> list[str]:
-        members = self._members.get(room_id)
-        if members is None:
-            members = await self._rooms.member_ids(room_id)
-            self._members[room_id] = members
-            if len(self._members) > 10_000:
-                self._members.popitem(last=False)
-        else:
-            self._members.move_to_end(room_id)
-        return members
+        cached = self._members.get(room_id)
+        if cached is None:
+            return (await self.members_version(room_id))[1]
+        self._members.move_to_end(room_id)
+        return cached[1]
+
+    def _cached_version(self, room_id: str) -> int | None:
+        cached = self._members.get(room_id)
+        return None if cached is None else cached[0]
+
+    async def members_version(self, room_id: str) -> tuple[int, list[str]]:
+        """The room's members as they are now (and this node's cache of them)."""
+        version, members = await self._rooms.member_ids(room_id)
+        self._members[room_id] = (version, members)
+        self._members.move_to_end(room_id)
+        if len(self._members) > 10_000:
+            self._members.popitem(last=False)
+        return version, members
 
     async def _absent_members(self, room_id: str, sender_id: str) -> list[str]:
         """Members other than the sender with no socket in the foreground anywhere: a

@@ -36,7 +36,13 @@ class Fanout(Protocol):
     ) -> None: ...
 
     async def to_room(
-        self, room_id: str, event: str, data: Any, *, skip_sid: str | None = None
+        self,
+        room_id: str,
+        event: str,
+        data: Any,
+        *,
+        skip_sid: str | None = None,
+        version: int | None = None,
     ) -> None: ...
 
     async def to_project(self, project_id: str, event: str, data: Any) -> None: ...

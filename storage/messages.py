@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.clock import iso
 from storage.db import Queryable
@@ -22,6 +23,11 @@ class MessageRecord:
     sender_id: str
     text: str
     created_at: datetime
+    kind: str = "text"
+    target_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    edited_at: datetime | None = None
+    deleted: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -29,14 +35,21 @@ class MessageRecord:
             "room_id": self.room_id,
             "seq": self.seq,
             "sender_id": self.sender_id,
+            "kind": self.kind,
             "text": self.text,
+            "target_id": self.target_id,
+            "data": self.data,
             "created_at": iso(self.created_at),
+            "edited_at": None if self.edited_at is None else iso(self.edited_at),
+            "deleted": self.deleted,
         }
 
 
-_COLUMNS = (
-    "id::text AS id, room_id::text AS room_id, seq, sender_id::text AS sender_id, text, created_at"
-)
+_COLUMNS = """id::text AS id, room_id::text AS room_id, seq, sender_id::text AS sender_id, text,
+              created_at, kind, target_id::text AS target_id, data::text AS data, edited_at,
+              deleted"""
+# What a room's history shows: messages as they now read, not the edits and deletes.
+_READABLE = "kind NOT IN ('edit', 'delete')"
 
 
 def _message(row: asyncpg.Record) -> MessageRecord:
@@ -47,6 +60,11 @@ def _message(row: asyncpg.Record) -> MessageRecord:
         sender_id=row["sender_id"],
         text=row["text"],
         created_at=row["created_at"],
+        kind=row["kind"],
+        target_id=row["target_id"],
+        data=orjson.loads(row["data"]),
+        edited_at=row["edited_at"],
+        deleted=row["deleted"],
     )
 
 
@@ -57,14 +75,15 @@ class MessageRepository:
     @staticmethod
     async def send(
         conn: Queryable, *, room_id: str, sender_id: str, client_msg_id: str, text: str
-    ) -> tuple[MessageRecord, bool] | None:
+    ) -> tuple[MessageRecord, bool, int] | None:
         """Store a message with the room's next seq, inside the caller's transaction.
 
-        Returns the message and whether it is new (False: a retry, answered with
-        the first message of that ``client_msg_id``), or None for a non-member.
+        Returns the message, whether it is new (False: a retry, answered with
+        the first message of that ``client_msg_id``) and the room's
+        members_version it was written under; None for a non-member.
         """
         row = await conn.fetchrow(
-            """SELECT id::text AS id, seq, text, created_at, created
+            """SELECT id::text AS id, seq, text, created_at, created, members_version
                  FROM chat_send($1::uuid, $2::uuid, $3, $4)""",
             room_id,
             sender_id,
@@ -82,24 +101,96 @@ class MessageRepository:
             text=row["text"],
             created_at=row["created_at"],
         )
-        return message, bool(row["created"])
+        return message, bool(row["created"]), int(row["members_version"])
+
+    @staticmethod
+    async def by_client_id(
+        conn: Queryable, room_id: str, sender_id: str, client_msg_id: str
+    ) -> MessageRecord | None:
+        row = await conn.fetchrow(
+            f"""SELECT {_COLUMNS} FROM messages
+                 WHERE room_id = $1::uuid AND sender_id = $2::uuid AND client_msg_id = $3""",
+            room_id,
+            sender_id,
+            client_msg_id,
+        )
+        return None if row is None else _message(row)
+
+    @staticmethod
+    async def get(conn: Queryable, room_id: str, message_id: str) -> MessageRecord | None:
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM messages WHERE room_id = $1::uuid AND id = $2::uuid",
+            room_id,
+            message_id,
+        )
+        return None if row is None else _message(row)
+
+    @staticmethod
+    async def insert_event(
+        conn: Queryable,
+        *,
+        room_id: str,
+        seq: int,
+        sender_id: str,
+        client_msg_id: str,
+        kind: str,
+        text: str = "",
+        target_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> MessageRecord:
+        """A room event (a membership change, an edit, a delete) at the seq taken for it."""
+        row = await conn.fetchrow(
+            f"""INSERT INTO messages (room_id, seq, sender_id, client_msg_id, text, kind,
+                                      target_id, data)
+                VALUES ($1::uuid, $2, $3::uuid, $4, $5, $6, $7::uuid, $8::jsonb)
+                RETURNING {_COLUMNS}""",
+            room_id,
+            seq,
+            sender_id,
+            client_msg_id,
+            text,
+            kind,
+            target_id,
+            orjson.dumps(data or {}).decode(),
+        )
+        assert row is not None
+        return _message(row)
+
+    @staticmethod
+    async def edit(conn: Queryable, message_id: str, text: str, *, at: datetime) -> None:
+        await conn.execute(
+            "UPDATE messages SET text = $2, edited_at = $3 WHERE id = $1::uuid",
+            message_id,
+            text,
+            at,
+        )
+
+    @staticmethod
+    async def delete(conn: Queryable, message_id: str) -> None:
+        """The message reads as deleted, its text gone."""
+        await conn.execute(
+            "UPDATE messages SET text = '', deleted = true WHERE id = $1::uuid", message_id
+        )
 
     async def before(
-        self, room_id: str, *, before_seq: int | None, limit: int
+        self, room_id: str, *, before_seq: int | None, limit: int, from_seq: int = 1
     ) -> list[MessageRecord]:
-        """Newest first, seq < before_seq."""
+        """Newest first, from_seq <= seq < before_seq, as they now read."""
         rows = await self._pool.fetch(
             f"""SELECT {_COLUMNS} FROM messages
-                 WHERE room_id = $1::uuid AND ($2::bigint IS NULL OR seq < $2)
+                 WHERE room_id = $1::uuid AND ($2::bigint IS NULL OR seq < $2) AND seq >= $4
+                   AND {_READABLE}
                  ORDER BY seq DESC LIMIT $3""",
             room_id,
             before_seq,
             limit,
+            from_seq,
         )
         return [_message(r) for r in rows]
 
     async def after(self, wanted: dict[str, int], *, limit: int) -> dict[str, list[MessageRecord]]:
-        """For each room, up to ``limit`` messages with seq above its given one, oldest first."""
+        """For each room, up to ``limit`` events with seq above its given one, oldest first
+        (the caller raises the given seq to what the member may read)."""
         if not wanted:
             return {}
         room_ids = list(wanted)

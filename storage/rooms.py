@@ -33,6 +33,13 @@ class RoomRecord:
     member_ids: list[str]
     last_seq: int
     unread: int | None = None
+    roles: list[str] | None = None
+
+    def role_of(self, user_id: str) -> str | None:
+        for member, role in zip(self.member_ids, self.roles or [], strict=False):
+            if member == user_id:
+                return role
+        return None
 
     def public(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -40,6 +47,10 @@ class RoomRecord:
             "kind": self.kind,
             "title": self.title,
             "member_ids": self.member_ids,
+            "members": [
+                {"user_id": u, "role": r}
+                for u, r in zip(self.member_ids, self.roles or [], strict=False)
+            ],
             "last_seq": self.last_seq,
         }
         if self.unread is not None:
@@ -47,10 +58,11 @@ class RoomRecord:
         return body
 
 
-_ROOM = """SELECT r.id::text AS id, r.kind, r.title, r.last_seq,
-                  ARRAY(SELECT m.user_id::text FROM room_members m
-                         WHERE m.room_id = r.id ORDER BY m.joined_at, m.user_id) AS member_ids
-             FROM rooms r"""
+_MEMBERS = """ARRAY(SELECT m.user_id::text FROM room_members m
+                     WHERE m.room_id = r.id ORDER BY m.joined_at, m.user_id) AS member_ids,
+              ARRAY(SELECT m.role FROM room_members m
+                     WHERE m.room_id = r.id ORDER BY m.joined_at, m.user_id) AS roles"""
+_ROOM = f"""SELECT r.id::text AS id, r.kind, r.title, r.last_seq, {_MEMBERS} FROM rooms r"""
 
 
 def _room(row: asyncpg.Record) -> RoomRecord:
@@ -61,6 +73,7 @@ def _room(row: asyncpg.Record) -> RoomRecord:
         member_ids=list(row["member_ids"]),
         last_seq=row["last_seq"],
         unread=row.get("unread"),
+        roles=list(row["roles"]),
     )
 
 
@@ -104,6 +117,13 @@ class RoomRepository:
                 room_id,
                 [creator_id, *member_ids],
             )
+            if kind == "group":  # the creator of a group is its owner
+                await conn.execute(
+                    """UPDATE room_members SET role = 'owner'
+                        WHERE room_id = $1::uuid AND user_id = $2::uuid""",
+                    room_id,
+                    creator_id,
+                )
         else:
             room_id = await conn.fetchval(
                 "SELECT id::text FROM rooms WHERE direct_key = $1", direct_key
@@ -118,14 +138,11 @@ class RoomRepository:
 
     async def for_member(self, user_id: str) -> list[RoomRecord]:
         rows = await self._pool.fetch(
-            """SELECT q.*, (SELECT count(*) FROM messages x
+            f"""SELECT q.*, (SELECT count(*) FROM messages x
                              WHERE x.room_id = q.id::uuid AND x.seq > q.read_seq
                                AND x.sender_id <> $1::uuid) AS unread
                  FROM (SELECT r.id::text AS id, r.kind, r.title, r.last_seq, me.read_seq,
-                              ARRAY(SELECT m.user_id::text FROM room_members m
-                                     WHERE m.room_id = r.id
-                                     ORDER BY m.joined_at, m.user_id) AS member_ids,
-                              r.created_at
+                              {_MEMBERS}, r.created_at
                          FROM room_members me JOIN rooms r ON r.id = me.room_id
                         WHERE me.user_id = $1::uuid) q
                 ORDER BY q.created_at, q.id""",
@@ -133,11 +150,18 @@ class RoomRepository:
         )
         return [_room(r) for r in rows]
 
-    async def member_ids(self, room_id: str) -> list[str]:
-        rows = await self._pool.fetch(
-            "SELECT user_id::text FROM room_members WHERE room_id = $1::uuid", room_id
+    async def member_ids(self, room_id: str) -> tuple[int, list[str]]:
+        """The room's members_version and its members (as of one snapshot)."""
+        row = await self._pool.fetchrow(
+            """SELECT r.members_version,
+                      ARRAY(SELECT m.user_id::text FROM room_members m
+                             WHERE m.room_id = r.id) AS members
+                 FROM rooms r WHERE r.id = $1::uuid""",
+            room_id,
         )
-        return [r["user_id"] for r in rows]
+        if row is None:
+            return 0, []
+        return int(row["members_version"]), list(row["members"])
 
     async def is_member(self, room_id: str, user_id: str) -> bool:
         found = await self._pool.fetchval(
@@ -147,15 +171,113 @@ class RoomRepository:
         )
         return found is not None
 
-    async def member_rooms(self, user_id: str, room_ids: list[str]) -> set[str]:
-        """Which of these rooms the user is a member of."""
+    async def member_rooms(self, user_id: str, room_ids: list[str]) -> dict[str, int]:
+        """Which of these rooms the user is a member of, with the first seq they may read."""
         rows = await self._pool.fetch(
-            """SELECT room_id::text FROM room_members
+            """SELECT room_id::text AS room_id, from_seq FROM room_members
                 WHERE user_id = $1::uuid AND room_id = ANY($2::uuid[])""",
             user_id,
             room_ids,
         )
-        return {r["room_id"] for r in rows}
+        return {r["room_id"]: int(r["from_seq"]) for r in rows}
+
+    async def membership(self, room_id: str, user_id: str) -> tuple[str, int] | None:
+        """(role, first readable seq) of a member, or None."""
+        row = await self._pool.fetchrow(
+            """SELECT role, from_seq FROM room_members
+                WHERE room_id = $1::uuid AND user_id = $2::uuid""",
+            room_id,
+            user_id,
+        )
+        return None if row is None else (row["role"], int(row["from_seq"]))
+
+    # -- changes, under the room's row lock inside the caller's transaction -----------------
+
+    @staticmethod
+    async def lock(conn: Queryable, room_id: str) -> tuple[str, str | None] | None:
+        """Lock the room (sends and changes to it wait); its kind and title."""
+        row = await conn.fetchrow(
+            "SELECT kind, title FROM rooms WHERE id = $1::uuid FOR UPDATE", room_id
+        )
+        return None if row is None else (row["kind"], row["title"])
+
+    @staticmethod
+    async def role(conn: Queryable, room_id: str, user_id: str) -> str | None:
+        role: str | None = await conn.fetchval(
+            "SELECT role FROM room_members WHERE room_id = $1::uuid AND user_id = $2::uuid",
+            room_id,
+            user_id,
+        )
+        return role
+
+    @staticmethod
+    async def next_seq(conn: Queryable, room_id: str, *, members_changed: bool) -> tuple[int, int]:
+        """Take the room's next seq (and a new members_version if members change)."""
+        row = await conn.fetchrow(
+            """UPDATE rooms SET last_seq = last_seq + 1,
+                      members_version = members_version + CASE WHEN $2 THEN 1 ELSE 0 END
+                WHERE id = $1::uuid RETURNING last_seq, members_version""",
+            room_id,
+            members_changed,
+        )
+        assert row is not None
+        return int(row["last_seq"]), int(row["members_version"])
+
+    @staticmethod
+    async def add_members(
+        conn: Queryable, room_id: str, user_ids: list[str], *, from_seq: int
+    ) -> None:
+        await conn.execute(
+            """INSERT INTO room_members (room_id, user_id, joined_at, from_seq)
+               SELECT $1::uuid, u, clock_timestamp(), $3
+                 FROM unnest($2::uuid[]) WITH ORDINALITY AS t(u, n) ORDER BY n
+               ON CONFLICT DO NOTHING""",
+            room_id,
+            user_ids,
+            from_seq,
+        )
+
+    @staticmethod
+    async def members_among(conn: Queryable, room_id: str, user_ids: list[str]) -> set[str]:
+        rows = await conn.fetch(
+            """SELECT user_id::text AS user_id FROM room_members
+                WHERE room_id = $1::uuid AND user_id = ANY($2::uuid[])""",
+            room_id,
+            user_ids,
+        )
+        return {r["user_id"] for r in rows}
+
+    @staticmethod
+    async def remove_member(conn: Queryable, room_id: str, user_id: str) -> None:
+        await conn.execute(
+            "DELETE FROM room_members WHERE room_id = $1::uuid AND user_id = $2::uuid",
+            room_id,
+            user_id,
+        )
+
+    @staticmethod
+    async def set_role(conn: Queryable, room_id: str, user_id: str, role: str) -> None:
+        await conn.execute(
+            """UPDATE room_members SET role = $3
+                WHERE room_id = $1::uuid AND user_id = $2::uuid""",
+            room_id,
+            user_id,
+            role,
+        )
+
+    @staticmethod
+    async def successor(conn: Queryable, room_id: str) -> str | None:
+        """Who becomes owner when the owner leaves: the longest-standing admin, else member."""
+        found: str | None = await conn.fetchval(
+            """SELECT user_id::text FROM room_members WHERE room_id = $1::uuid
+                ORDER BY role <> 'admin', joined_at, user_id LIMIT 1""",
+            room_id,
+        )
+        return found
+
+    @staticmethod
+    async def set_title(conn: Queryable, room_id: str, title: str) -> None:
+        await conn.execute("UPDATE rooms SET title = $2 WHERE id = $1::uuid", room_id, title)
 
     @staticmethod
     async def mark_read(
