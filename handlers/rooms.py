@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers.common import RestDoor, json_response, query_int
 from services.chat import MAX_GROUP_MEMBERS, ChatService
+from services.errors import Invalid
 
 __all__ = ["routes"]
 
@@ -78,6 +79,20 @@ def routes(door: RestDoor, chat: ChatService) -> web.RouteTableDef:
             body.string("role", max_len=16),
         )
         return json_response({"room": room.public()})
+
+    @table.get("/api/v1/search/messages")
+    async def search(request: web.Request) -> web.Response:
+        identity = await door.identity(request)
+        room_id = request.query.get("room_id") or None
+        if room_id is not None and len(room_id) > 64:
+            raise Invalid("room_id must be a room id")
+        messages = await chat.search(
+            identity.user_id,
+            request.query.get("q", ""),
+            room_id=room_id,
+            limit=query_int(request, "limit", minimum=1),
+        )
+        return json_response({"messages": messages})
 
     @table.get("/api/v1/rooms/{room_id}/messages")
     async def history(request: web.Request) -> web.Response:

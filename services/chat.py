@@ -31,6 +31,8 @@ SYNC_PER_ROOM = 500
 SYNC_MAX_ROOMS = 1000
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
+SEARCH_DEFAULT = 20
+SEARCH_MAX = 100
 _PUSH_PREVIEW = 140
 _NOT_A_MEMBER = "you are not a member of this room"
 _MANAGERS = ("owner", "admin")
@@ -361,6 +363,26 @@ class ChatService:
             await self._fanout.to_room(
                 room_id, "chat:message", {"message": event.public()}, version=version
             )
+
+    # -- search -----------------------------------------------------------------------------
+
+    async def search(
+        self, user_id: str, query: str, *, room_id: str | None, limit: int | None
+    ) -> list[dict[str, Any]]:
+        query = query.strip()
+        if not 1 <= len(query) <= 200:
+            raise Invalid("q must be 1 to 200 characters")
+        if limit is not None and limit < 1:
+            raise Invalid("limit must be at least 1")
+        room = None
+        if room_id is not None:
+            room = as_uuid(room_id)
+            if room is None or await self._rooms.membership(room, user_id) is None:
+                raise Forbidden(_NOT_A_MEMBER)
+        found = await self._messages.search(
+            user_id, query, room_id=room, limit=min(limit or SEARCH_DEFAULT, SEARCH_MAX)
+        )
+        return [{**m.public(), "highlight": highlight} for m, highlight in found]
 
     # -- sockets ----------------------------------------------------------------------------
 

@@ -188,6 +188,41 @@ class MessageRepository:
         )
         return [_message(r) for r in rows]
 
+    async def search(
+        self, user_id: str, query: str, *, room_id: str | None, limit: int
+    ) -> list[tuple[MessageRecord, str]]:
+        """Best match first, only from rooms (and seqs) the user may read, never a deleted
+        message; each with a highlight (matches in <mark>...</mark>)."""
+        rows = await self._pool.fetch(
+            f"""WITH readable AS (
+                    SELECT room_id, from_seq FROM room_members
+                     WHERE user_id = $1::uuid AND ($2::uuid IS NULL OR room_id = $2::uuid)
+                ), q AS (
+                    SELECT websearch_to_tsquery('english', $3)
+                           || websearch_to_tsquery('russian', $3) AS query,
+                           $5::regconfig AS config
+                )
+                SELECT {", ".join("m." + c.strip() for c in _COLUMNS.split(","))},
+                       ts_headline(q.config, m.text, q.query,
+                                   'StartSel=<mark>, StopSel=</mark>, MaxFragments=2,
+                                    MaxWords=20, MinWords=5') AS highlight,
+                       -- Full-text matches by their rank; near misses (trigrams) after them.
+                       CASE WHEN m.search @@ q.query THEN 1 + ts_rank(m.search, q.query)
+                            ELSE word_similarity($3, m.text) END AS rank
+                  FROM messages m JOIN readable r ON r.room_id = m.room_id
+                       AND m.seq >= r.from_seq, q
+                 WHERE m.kind = 'text' AND NOT m.deleted
+                   AND (m.search @@ q.query OR $3 <% m.text)
+                 ORDER BY rank DESC, m.created_at DESC, m.id LIMIT $4""",
+            user_id,
+            room_id,
+            query,
+            limit,
+            # Highlights are parsed as the query's language: Cyrillic means Russian.
+            "russian" if any("\u0400" <= c <= "\u04ff" for c in query) else "english",
+        )
+        return [(_message(r), r["highlight"]) for r in rows]
+
     async def after(self, wanted: dict[str, int], *, limit: int) -> dict[str, list[MessageRecord]]:
         """For each room, up to ``limit`` events with seq above its given one, oldest first
         (the caller raises the given seq to what the member may read)."""

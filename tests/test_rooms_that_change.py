@@ -235,3 +235,57 @@ async def test_who_may_change_what(server: Running, sockets: SocketFactory) -> N
     ]
     ack = await bobs.call("chat:leave", {"room_id": direct["id"]})
     assert ack["error"]["code"] == "forbidden"  # not his room
+
+
+async def test_search_finds_what_the_caller_may_read_best_first_and_nothing_else(
+    server: Running, sockets: SocketFactory
+) -> None:
+    alice, bob, carol, eve = [await server.api.register() for _ in range(4)]
+    room = await make_room(server.api, alice, [bob], title="Care")
+    secret = await make_room(server.api, eve, [bob], title="Not alice's")
+    alices = await _joined(sockets, server.url, alice, room["id"])
+    bobs = await _joined(sockets, server.url, bob, secret["id"])
+    await send(alices, room["id"], "The prescription for insulin is on the fridge")
+    await send(alices, room["id"], "Insulin again: a prescription, then insulin twice")
+    gone = await send(alices, room["id"], "delete this insulin note")
+    await send(alices, room["id"], "Рецепт на инсулин лежит на холодильнике")
+    await send(bobs, secret["id"], "insulin in the secret room")
+    ack = await alices.call(
+        "chat:delete", {"room_id": room["id"], "message_id": gone["id"], "client_msg_id": "d"}
+    )
+    assert ack["ok"]
+    # Carol joins later: she may search only from her member_added on.
+    status, _ = await _call(
+        server.api, "POST", f"/api/v1/rooms/{room['id']}/members", alice, {"user_ids": [carol.id]}
+    )
+    assert status == 200
+    await send(alices, room["id"], "insulin arrived for Carol too")
+
+    async def search(who: Account, query: str) -> list[dict[str, Any]]:
+        status, answer = await _call(server.api, "GET", f"/api/v1/search/messages?{query}", who)
+        assert status == 200, answer
+        return list(answer["messages"])
+
+    found = await search(alice, "q=insulin&limit=500")
+    texts = [m["text"] for m in found]
+    assert texts[0] == "Insulin again: a prescription, then insulin twice"  # best match first
+    assert "delete this insulin note" not in texts and "insulin in the secret room" not in texts
+    assert all("<mark>" in m["highlight"] for m in found)
+    assert [m["text"] for m in await search(alice, "q=инсулин")] == [
+        "Рецепт на инсулин лежит на холодильнике"
+    ]
+    assert "<mark>инсулин</mark>" in (await search(alice, "q=инсулин"))[0]["highlight"]
+    near = [m["text"] for m in await search(alice, "q=prescripton")]  # a typo still finds it
+    assert any("prescription" in t for t in near), near
+    assert [m["text"] for m in await search(carol, "q=insulin")] == [
+        "insulin arrived for Carol too"
+    ]
+    assert [m["text"] for m in await search(bob, f"q=insulin&room_id={secret['id']}")] == [
+        "insulin in the secret room"
+    ]
+    status, answer = await _call(
+        server.api, "GET", f"/api/v1/search/messages?q=insulin&room_id={secret['id']}", alice
+    )
+    assert status == 403 and answer["error"]["code"] == "forbidden"
+    status, answer = await _call(server.api, "GET", "/api/v1/search/messages?q=", alice)
+    assert status == 400 and answer["error"]["code"] == "invalid"
