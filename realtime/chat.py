@@ -6,6 +6,7 @@ from typing import Any
 
 from realtime.doors import SocketDoor
 from realtime.sessions import SocketSession
+from services.attachments import MAX_PER_MESSAGE
 from services.chat import MAX_TEXT, ChatService
 from services.errors import Invalid
 from services.presence import PresenceService
@@ -34,6 +35,7 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
             room_id=payload.identifier("room_id"),
             client_msg_id=payload.string("client_msg_id", max_len=128),
             text=payload.string("text", max_len=MAX_TEXT),
+            attachments=payload.id_list("attachments", max_items=MAX_PER_MESSAGE) or None,
         )
         return {"message": message.public()}
 

@@ -31,6 +31,7 @@ from handlers import projects as project_routes
 from handlers import publish as publish_routes
 from handlers import rooms as room_routes
 from handlers import sos as sos_routes
+from handlers import uploads as upload_routes
 from handlers import webhooks as webhook_routes
 from handlers.common import RestDoor
 from handlers.middleware import lifeline_middleware
@@ -55,6 +56,7 @@ from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.accounts import AccountRules, AccountService
 from services.addresses import ClientAddresses
+from services.attachments import AttachmentRules, AttachmentService
 from services.auth import AuthService, LoginThrottle
 from services.channels import Channel, ChannelRegistry, NotConfigured, by_email, by_phone, by_user
 from services.chat import ChatLimits, ChatService
@@ -79,12 +81,14 @@ from storage.events import Outbox
 from storage.messages import MessageRepository
 from storage.nodes import InProcessNodes, RedisNodes
 from storage.notifications import NotificationRepository
+from storage.objects import FolderObjects, S3Objects
 from storage.presence import InProcessPresence, PresenceStore, RedisPresence
 from storage.projects import ProjectRepository
 from storage.rooms import RoomRepository
 from storage.sos import SosRepository
 from storage.state import EphemeralState, InProcessState, RedisState, ResilientState
 from storage.tokens import TokenRepository
+from storage.uploads import UploadRepository
 from storage.users import UserRepository
 
 __all__ = ["SOCKETIO", "create_app"]
@@ -253,6 +257,28 @@ def create_app(
         clock=clock,
         on_outcome=lambda channel, status: metrics.deliveries.labels(channel, status).inc(),
     )
+    upload_settings = settings.uploads
+    store: FolderObjects | S3Objects
+    if upload_settings.s3_bucket:
+        store = S3Objects(
+            bucket=upload_settings.s3_bucket,
+            prefix=upload_settings.s3_prefix,
+            endpoint_url=upload_settings.s3_endpoint_url,
+            region=upload_settings.s3_region,
+        )
+    else:
+        store = FolderObjects(
+            settings.uploads_dir,
+            secret=settings.auth.jwt_secret,
+            public_url=upload_settings.public_url,
+        )
+    attachments = AttachmentService(
+        db=db,
+        uploads=UploadRepository(pool),
+        store=store,
+        clock=clock,
+        rules=AttachmentRules(max_bytes=upload_settings.max_bytes, types=upload_settings.types),
+    )
     chat = ChatService(
         db=db,
         rooms=RoomRepository(pool),
@@ -262,6 +288,7 @@ def create_app(
         presence=presence,
         fanout=fanout,
         sockets=fanout,
+        attachments=attachments,
         kick_deliveries=worker.kick,
         state=state,
         clock=clock,
@@ -409,6 +436,12 @@ def create_app(
         notification_routes.routes(rest, notifications, events),
         project_routes.routes(tickers),
         dashboard_routes.routes(rest, ops),
+        upload_routes.routes(
+            rest,
+            attachments,
+            folder=store if isinstance(store, FolderObjects) else None,
+            clock=clock,
+        ),
         webhook_routes.routes(
             worker,
             signature=TwilioSignature(settings.providers.twilio_auth_token).valid
@@ -432,12 +465,15 @@ def create_app(
             if not settings.cluster:
                 await auth.load_revocations()
             await bus.start()
+            if isinstance(store, S3Objects):
+                await store.start()
             tasks = [
                 asyncio.create_task(presence.run(), name="presence-upkeep"),
                 asyncio.create_task(worker.run(), name="deliveries"),
                 asyncio.create_task(sos.run(), name="sos-scheduler"),
                 asyncio.create_task(ops.run(), name="node-figures"),
                 asyncio.create_task(expiry.run(), name="token-expiry"),
+                asyncio.create_task(attachments.run(), name="upload-sweeper"),
                 asyncio.create_task(
                     door.cut_slow_readers(limits.socket_queue_max), name="slow-readers"
                 ),
@@ -456,6 +492,7 @@ def create_app(
                 await server.shutdown()
         finally:
             await bus.stop()
+            await store.close()
             if redis is not None:
                 await redis.aclose()
             await http.close()

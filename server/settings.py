@@ -130,6 +130,30 @@ class ProviderSettings:
         return bool(self.smtp_host)
 
 
+UPLOAD_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSettings:
+    max_bytes: int = 25 * 1024 * 1024
+    types: tuple[str, ...] = UPLOAD_TYPES
+    # The node's folder (embedded default; a cluster shares it) unless S3 is set.
+    folder: Path | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # The node's public base URL, for the upload and download links it signs itself.
+    public_url: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -159,6 +183,11 @@ class Settings:
     data_keys: tuple[tuple[str, bytes], ...] = ()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
+    uploads: UploadSettings = field(default_factory=UploadSettings)
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.uploads.folder if self.uploads.folder is not None else self.data_dir / "uploads"
 
     @property
     def production(self) -> bool:
@@ -287,7 +316,20 @@ class Settings:
             == "true",
         )
         pg_dir = reader.optional("LIFELINE_PG_DIR")
+        uploads_dir = reader.optional("LIFELINE_UPLOADS_DIR")
+        types = reader.text("LIFELINE_UPLOADS_TYPES", ",".join(UPLOAD_TYPES))
+        uploads = UploadSettings(
+            max_bytes=reader.integer("LIFELINE_UPLOADS_MAX_BYTES", 25 * 1024 * 1024, minimum=1024),
+            types=tuple(t.strip().lower() for t in types.split(",") if t.strip()),
+            folder=Path(uploads_dir) if uploads_dir else None,
+            s3_bucket=reader.optional("LIFELINE_S3_BUCKET"),
+            s3_prefix=reader.text("LIFELINE_S3_PREFIX", ""),
+            s3_endpoint_url=reader.optional("LIFELINE_S3_ENDPOINT_URL"),
+            s3_region=reader.optional("LIFELINE_S3_REGION"),
+            public_url=reader.text("LIFELINE_PUBLIC_URL", ""),
+        )
         settings = cls(
+            uploads=uploads,
             host=reader.text("LIFELINE_HOST", "127.0.0.1"),
             port=reader.integer("LIFELINE_PORT", 8080, minimum=0, maximum=65535),
             env=mode,

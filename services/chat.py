@@ -9,9 +9,10 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from services.attachments import AttachmentService
 from services.clock import Clock
 from services.errors import Forbidden, Invalid, NotFound, RateLimited
 from services.ports import Fanout, SocketRooms
@@ -72,6 +73,7 @@ class ChatService:
         presence: PresenceService,
         fanout: Fanout,
         sockets: SocketRooms,
+        attachments: AttachmentService,
         kick_deliveries: Callable[[], None],
         state: EphemeralState,
         clock: Clock,
@@ -85,6 +87,7 @@ class ChatService:
         self._presence = presence
         self._fanout = fanout
         self._sockets = sockets
+        self._attachments = attachments
         self._kick = kick_deliveries
         self._state = state
         self._clock = clock
@@ -148,8 +151,10 @@ class ChatService:
         membership = None if room is None else await self._rooms.membership(room, user_id)
         if room is None or membership is None:
             raise Forbidden(_NOT_A_MEMBER)
-        return await self._messages.before(
-            room, before_seq=before_seq, limit=limit, from_seq=membership[1]
+        return await self._with_attachments(
+            await self._messages.before(
+                room, before_seq=before_seq, limit=limit, from_seq=membership[1]
+            )
         )
 
     # -- rooms that change (REST) -----------------------------------------------------------
@@ -364,6 +369,14 @@ class ChatService:
                 room_id, "chat:message", {"message": event.public()}, version=version
             )
 
+    async def _with_attachments(self, messages: list[MessageRecord]) -> list[MessageRecord]:
+        """The messages with their attachments' fresh signed links (one query a page)."""
+        texts = [m.id for m in messages if m.kind == "text" and not m.deleted]
+        links = await self._attachments.of_messages(texts) if texts else {}
+        if not links:
+            return messages
+        return [replace(m, attachments=links[m.id]) if m.id in links else m for m in messages]
+
     # -- search -----------------------------------------------------------------------------
 
     async def search(
@@ -413,7 +426,14 @@ class ChatService:
         await self._presence.left(sid, room)
 
     async def send(
-        self, user_id: str, sid: str, *, room_id: str, client_msg_id: str, text: str
+        self,
+        user_id: str,
+        sid: str,
+        *,
+        room_id: str,
+        client_msg_id: str,
+        text: str,
+        attachments: list[str] | None = None,
     ) -> MessageRecord:
         room = as_uuid(room_id)
         if room is None:
@@ -429,6 +449,8 @@ class ChatService:
                 f"{self._limits.send_window_s:g} s",
                 retry_after=retry_after,
             )
+        # Checked before the transaction: complete uploads of the sender's own.
+        carried = await self._attachments.check(user_id, attachments) if attachments else []
         # Who has no socket anywhere is read before the transaction: what the
         # message owes them commits with it, or neither does.
         absent = await self._absent_members(room, user_id)
@@ -440,6 +462,7 @@ class ChatService:
                 raise Forbidden(_NOT_A_MEMBER)
             message, created, version = stored
             if created:
+                await self._attachments.attach(conn, message.id, carried)
                 now = message.created_at.timestamp()
                 if self._cached_version(room) != version:
                     # Members changed since the cache: push only to who is a member now.
@@ -458,6 +481,7 @@ class ChatService:
                     key=room,
                     now=now,
                 )
+        message = (await self._with_attachments([message]))[0]
         if created:
             if absent:
                 self._kick()
@@ -510,7 +534,9 @@ class ChatService:
         denied = [raw for raw, c in canonical.items() if c not in allowed]
         found = await self._messages.after(readable, limit=SYNC_PER_ROOM + 1)
         more = [r for r, ms in found.items() if len(ms) > SYNC_PER_ROOM]
-        messages = {r: ms[:SYNC_PER_ROOM] for r, ms in found.items()}
+        linked = await self._with_attachments([m for ms in found.values() for m in ms])
+        by_id = {m.id: m for m in linked}
+        messages = {r: [by_id[m.id] for m in ms[:SYNC_PER_ROOM]] for r, ms in found.items()}
         return SyncResult(messages=messages, more=more, denied=denied)
 
     async def disconnected(self, sid: str) -> None:

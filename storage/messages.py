@@ -28,6 +28,8 @@ class MessageRecord:
     data: dict[str, Any] = field(default_factory=dict)
     edited_at: datetime | None = None
     deleted: bool = False
+    # {id, name, mime, size, url} with short-lived links, filled in for readers.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class MessageRecord:
             "created_at": iso(self.created_at),
             "edited_at": None if self.edited_at is None else iso(self.edited_at),
             "deleted": self.deleted,
+            "attachments": self.attachments,
         }
 
 

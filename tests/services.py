@@ -329,3 +329,37 @@ class KafkaBroker:
                 await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
         finally:
             await admin.close()
+
+
+@dataclass
+class S3Server:
+    """moto's standalone S3-API server on loopback (from ``moto[server]``)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Any
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.close()
+
+
+def start_s3(log: Path) -> S3Server:
+    beside = Path(sys.executable).parent / "moto_server"
+    binary = str(beside) if beside.exists() else shutil.which("moto_server") or ""
+    if not binary:
+        raise ServiceUnavailable("the S3 tests need moto's server: pip install 'moto[server]'")
+    port = free_port()
+    out = log.open("wb")
+    process = subprocess.Popen(
+        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 20
+    while not port_open("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out.close()
+            raise ServiceUnavailable(f"moto_server did not start on port {port}: see {log}")
+        time.sleep(0.05)
+    return S3Server(f"http://127.0.0.1:{port}", process, out)
