@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -329,6 +330,34 @@ def run_chat(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -
     return result
 
 
+def run_search(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str, Any]:
+    """Lifeline only: message search over a large history (bench/search.py)."""
+    from bench import search
+
+    port = free_port()
+    server = Server(
+        peer,
+        port=port,
+        env=server_env(peer, port, db=db, redis=None, prefix="s"),
+        log=logs / "lifeline-search.log",
+    )
+    try:
+        email = f"searcher-{uuid.uuid4().hex[:8]}@bench.test"
+        body = json.dumps(
+            {"email": email, "password": "bench password", "display_name": "Searcher"}
+        ).encode()
+        request = urllib.request.Request(
+            server.url + "/api/v1/auth/register",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            account = json.loads(answer.read())
+        return search.run(server.url, db, account["access_token"], account["user"]["id"], size)
+    finally:
+        server.stop()
+
+
 SIZES = {
     "full": {
         "fanout_clients": 1000,
@@ -338,6 +367,10 @@ SIZES = {
         "duration": 10,
         "chat_users": 200,
         "chat_rate": 200,
+        "search_rooms": 10_000,
+        "search_per_room": 100,
+        "search_member_rooms": 100,
+        "search_queries": 300,
     },
     "quick": {
         "fanout_clients": 500,
@@ -347,6 +380,10 @@ SIZES = {
         "duration": 5,
         "chat_users": 100,
         "chat_rate": 100,
+        "search_rooms": 1_000,
+        "search_per_room": 100,
+        "search_member_rooms": 100,
+        "search_queries": 100,
     },
 }
 
@@ -404,6 +441,10 @@ def main() -> None:
                         if peer != "lifeline":
                             break
                         runs.append(run_chat(peer, size, db, redis, logs))
+                    elif scenario == "search":
+                        if peer != "lifeline":
+                            break
+                        runs.append(run_search(peer, size, db, logs))
                     print(scenario, peer, json.dumps(runs[-1]), flush=True)
     summary = summarize(results)
     Path(args.out).write_text(
@@ -417,6 +458,7 @@ KEYS = {
     "cluster": ["p50_ms", "p99_ms", "max_ms", "lost"],
     "capacity": ["kb_per_connection", "connections_per_s"],
     "chat": ["acks_per_s", "p50_ms", "p99_ms", "failed"],
+    "search": ["messages", "p50_ms", "p99_ms", "rare p50_ms", "typo p50_ms", "one room p50_ms"],
 }
 
 

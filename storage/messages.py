@@ -195,7 +195,23 @@ class MessageRepository:
         self, user_id: str, query: str, *, room_id: str | None, limit: int
     ) -> list[tuple[MessageRecord, str]]:
         """Best match first, only from rooms (and seqs) the user may read, never a deleted
-        message; each with a highlight (matches in <mark>...</mark>)."""
+        message; each with a highlight (matches in <mark>...</mark>). Full-text matches
+        come first; only when they do not fill the page are near misses (trigram word
+        similarity, for typos) looked for, which costs more per row."""
+        found = await self._search(user_id, query, room_id, limit, near=False)
+        if len(found) < limit:
+            found += await self._search(user_id, query, room_id, limit - len(found), near=True)
+        return found
+
+    async def _search(
+        self, user_id: str, query: str, room_id: str | None, limit: int, *, near: bool
+    ) -> list[tuple[MessageRecord, str]]:
+        match = (
+            "NOT coalesce(m.search @@ q.query, false) AND $3 <% m.text"
+            if near
+            else "m.search @@ q.query"
+        )
+        rank = "word_similarity($3, m.text)" if near else "ts_rank(m.search, q.query)"
         rows = await self._pool.fetch(
             f"""WITH readable AS (
                     SELECT room_id, from_seq FROM room_members
@@ -204,19 +220,19 @@ class MessageRepository:
                     SELECT websearch_to_tsquery('english', $3)
                            || websearch_to_tsquery('russian', $3) AS query,
                            $5::regconfig AS config
+                ), hits AS (
+                    SELECT {", ".join("m." + c.strip() for c in _COLUMNS.split(","))},
+                           {rank} AS rank
+                      FROM messages m JOIN readable r ON r.room_id = m.room_id
+                           AND m.seq >= r.from_seq, q
+                     WHERE m.kind = 'text' AND NOT m.deleted AND {match}
+                     ORDER BY rank DESC, m.created_at DESC, m.id LIMIT $4
                 )
-                SELECT {", ".join("m." + c.strip() for c in _COLUMNS.split(","))},
-                       ts_headline(q.config, m.text, q.query,
-                                   'StartSel=<mark>, StopSel=</mark>, MaxFragments=2,
-                                    MaxWords=20, MinWords=5') AS highlight,
-                       -- Full-text matches by their rank; near misses (trigrams) after them.
-                       CASE WHEN m.search @@ q.query THEN 1 + ts_rank(m.search, q.query)
-                            ELSE word_similarity($3, m.text) END AS rank
-                  FROM messages m JOIN readable r ON r.room_id = m.room_id
-                       AND m.seq >= r.from_seq, q
-                 WHERE m.kind = 'text' AND NOT m.deleted
-                   AND (m.search @@ q.query OR $3 <% m.text)
-                 ORDER BY rank DESC, m.created_at DESC, m.id LIMIT $4""",
+                -- Highlights only for the page answered: ts_headline is the costly part.
+                SELECT hits.*, ts_headline(q.config, hits.text, q.query,
+                                           'StartSel=<mark>, StopSel=</mark>, MaxFragments=2,
+                                            MaxWords=20, MinWords=5') AS highlight
+                  FROM hits, q ORDER BY hits.rank DESC, hits.created_at DESC, hits.id""",
             user_id,
             room_id,
             query,

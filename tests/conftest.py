@@ -238,7 +238,10 @@ async def providers() -> AsyncIterator[ProviderRecorder]:
     await recorder.close()
 
 
-def provider_settings(settings: Settings, providers: ProviderRecorder) -> Settings:
+def provider_settings(
+    settings: Settings, providers: ProviderRecorder, *, fcm_file: Path | None = None
+) -> Settings:
+    """Twilio pointed at the recorder; FCM too when given a service-account file path."""
     env = providers.env()
     return replace(
         settings,
@@ -247,6 +250,8 @@ def provider_settings(settings: Settings, providers: ProviderRecorder) -> Settin
             twilio_auth_token=env["TWILIO_AUTH_TOKEN"],
             twilio_from=env["TWILIO_FROM_NUMBER"],
             twilio_base_url=env["LIFELINE_TWILIO_BASE_URL"],
+            fcm_credentials_file=str(providers.service_account(fcm_file)) if fcm_file else None,
+            fcm_base_url=providers.url if fcm_file else None,
         ),
     )
 

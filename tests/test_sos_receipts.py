@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from twilio.request_validator import RequestValidator
 
-from server.settings import ProviderSettings, Settings, SosSettings
+from server.settings import Settings, SosSettings
 from tests.clients import Account, Api, Socket, make_room, send
-from tests.conftest import FakeClock, Running, ServerFactory, base_settings
+from tests.conftest import FakeClock, Running, ServerFactory, base_settings, provider_settings
 from tests.providers import TWILIO_TOKEN, ProviderRecorder
 from tests.services import NodeProcess
 from tests.test_js_client import JS, _node
@@ -30,19 +30,8 @@ PHONE_DORA = "+447911123456"
 def _receipt_settings(
     settings: Settings, providers: ProviderRecorder, tmp_path: Path, *, push: bool = True
 ) -> Settings:
-    env = providers.env()
     return replace(
-        settings,
-        providers=ProviderSettings(
-            twilio_account_sid=env["TWILIO_ACCOUNT_SID"],
-            twilio_auth_token=env["TWILIO_AUTH_TOKEN"],
-            twilio_from=env["TWILIO_FROM_NUMBER"],
-            twilio_base_url=env["LIFELINE_TWILIO_BASE_URL"],
-            fcm_credentials_file=str(providers.service_account(tmp_path / "fcm.json"))
-            if push
-            else None,
-            fcm_base_url=providers.url if push else None,
-        ),
+        provider_settings(settings, providers, fcm_file=tmp_path / "fcm.json" if push else None),
         sos=SosSettings(escalate_after_s=60, scheduler_interval_s=0.05, socket_ack_s=5),
     )
 
