@@ -473,7 +473,9 @@ def create_app(
                 asyncio.create_task(sos.run(), name="sos-scheduler"),
                 asyncio.create_task(ops.run(), name="node-figures"),
                 asyncio.create_task(expiry.run(), name="token-expiry"),
-                asyncio.create_task(attachments.run(), name="upload-sweeper"),
+                asyncio.create_task(
+                    attachments.run(every_s=upload_settings.sweep_every_s), name="upload-sweeper"
+                ),
                 asyncio.create_task(
                     door.cut_slow_readers(limits.socket_queue_max), name="slow-readers"
                 ),

@@ -152,6 +152,8 @@ class UploadSettings:
     s3_region: str | None = None
     # The node's public base URL, for the upload and download links it signs itself.
     public_url: str = ""
+    # How often each node looks for uploads no message carried within a day.
+    sweep_every_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +329,7 @@ class Settings:
             s3_endpoint_url=reader.optional("LIFELINE_S3_ENDPOINT_URL"),
             s3_region=reader.optional("LIFELINE_S3_REGION"),
             public_url=reader.text("LIFELINE_PUBLIC_URL", ""),
+            sweep_every_s=reader.number("LIFELINE_UPLOADS_SWEEP_S", 600.0, minimum=1.0),
         )
         settings = cls(
             uploads=uploads,

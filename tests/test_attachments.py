@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -177,3 +178,27 @@ async def test_attachments_round_trip_through_s3(
     # unless IAM is set up, so forged links are tested against the folder store).
     query = parse_qs(urlsplit(heard["url"]).query)
     assert query["X-Amz-Expires"] == ["900"] and query["X-Amz-Signature"][0]
+
+
+async def test_uploads_no_message_carried_are_deleted_after_a_day(
+    make_server: ServerFactory,
+    db: str,
+    http: aiohttp.ClientSession,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "uploads"
+    server = await make_server(
+        replace(base_settings(db), uploads=UploadSettings(folder=folder, sweep_every_s=0.05))
+    )
+    alice = await server.api.register()
+    status, target = await _announce(server, alice, name="n.txt", mime="text/plain", size=4)
+    assert status == 201
+    assert await _put(http, _absolute(server, target["url"]), target["headers"], b"note") == 204
+    stored = [p for p in folder.rglob("*") if p.is_file()]
+    assert len(stored) == 1
+    clock.advance(24 * 3600 + 1)
+    # The sweeper runs in the background; nothing tells a test it is done, so poll.
+    async with asyncio.timeout(10):
+        while stored[0].exists():
+            await asyncio.sleep(0.05)
