@@ -12,7 +12,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from server import demo
 from tests.clients import Socket
-from tests.conftest import ARTIFACTS, Running, ServerFactory, base_settings
+from tests.conftest import ARTIFACTS, FakeClock, Running, ServerFactory, base_settings
 from tests.services import API_KEY, KafkaBroker
 from tests.test_kafka import envelope, produce
 
@@ -97,6 +97,31 @@ async def test_the_project_page_moves_when_a_donation_reaches_the_broker(
     await page.reload()
     await expect(page.locator("#total")).to_have_attribute("data-total-minor", "2500")
     assert problems == []
+
+
+async def test_the_operator_view_stays_signed_in_past_its_access_token(
+    make_server: ServerFactory, db: str, browser: Browser, clock: FakeClock
+) -> None:
+    settings = base_settings(db)
+    server = await make_server(settings.with_auth(admin_emails=("ops@lifeline.test",)))
+    await server.api.register(email="ops@lifeline.test", password="operator-secret")
+    page, problems = await _page(browser)
+    await page.goto(server.url + "/operator")
+    await page.fill("#email", "ops@lifeline.test")
+    await page.fill("#password", "operator-secret")
+    await page.click("button[type=submit]")
+    await expect(page.locator("#nodes tr")).not_to_have_count(0)
+    async with page.expect_response(
+        lambda r: "/api/v1/auth/refresh" in r.url and r.status == 200, timeout=10_000
+    ):
+        clock.advance(901)  # the access token (15 min) has expired; the next poll refreshes
+    async with page.expect_response(
+        lambda r: "/api/v1/ops/overview" in r.url and r.status == 200, timeout=10_000
+    ):
+        pass
+    await expect(page.locator("#login")).to_be_hidden()
+    await expect(page.locator("#console")).to_be_visible()
+    assert [p for p in problems if "401" not in p] == []  # the one expired poll is expected
 
 
 async def test_the_operator_sees_sos_markers_move(

@@ -2,6 +2,7 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   let token = sessionStorage.getItem("lifeline.operator.token");
+  let refreshToken = sessionStorage.getItem("lifeline.operator.refresh");
   const el = (id) => document.getElementById(id);
 
   function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
@@ -66,8 +67,33 @@
     el("deliveries").replaceChildren(...rows);
   }
 
+  function keep(pair) {
+    token = pair.access_token;
+    refreshToken = pair.refresh_token;
+    sessionStorage.setItem("lifeline.operator.token", token);
+    sessionStorage.setItem("lifeline.operator.refresh", refreshToken);
+  }
+
+  // The access token lives 15 minutes: swap it with the refresh token rather than sign out.
+  async function renew() {
+    if (!refreshToken) return false;
+    const response = await fetch("/api/v1/auth/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: refreshToken }),
+    });
+    if (!response.ok) return false;
+    keep(await response.json());
+    return true;
+  }
+
+  async function overview() {
+    return fetch("/api/v1/ops/overview", { headers: { Authorization: "Bearer " + token } });
+  }
+
   async function refresh() {
-    const response = await fetch("/api/v1/ops/overview", { headers: { Authorization: "Bearer " + token } });
+    let response = await overview();
+    if (response.status === 401 && await renew()) response = await overview();
     if (response.status === 401 || response.status === 403) { signOut(); return; }
     if (!response.ok) return;
     const body = await response.json();
@@ -85,7 +111,9 @@
   }
   function signOut() {
     token = null;
+    refreshToken = null;
     sessionStorage.removeItem("lifeline.operator.token");
+    sessionStorage.removeItem("lifeline.operator.refresh");
     if (timer) clearInterval(timer);
     el("console").classList.add("hidden");
     el("login").classList.remove("hidden");
@@ -102,8 +130,7 @@
     const body = await response.json().catch(() => ({}));
     if (!response.ok) { el("login-error").textContent = body.error ? body.error.message : "sign-in failed"; return; }
     if (body.user.role !== "admin") { el("login-error").textContent = "this view is for operators (role admin)"; return; }
-    token = body.access_token;
-    sessionStorage.setItem("lifeline.operator.token", token);
+    keep(body);
     start();
   });
 
