@@ -56,6 +56,7 @@ from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.accounts import AccountRules, AccountService
 from services.addresses import ClientAddresses
+from services.archive import ArchiveMover
 from services.attachments import AttachmentRules, AttachmentService
 from services.auth import AuthService, LoginThrottle
 from services.channels import Channel, ChannelRegistry, NotConfigured, by_email, by_phone, by_user
@@ -71,6 +72,7 @@ from services.presence import PresenceService
 from services.publish import PublishService
 from services.sos import RECEIPT as SOS_RECEIPT
 from services.sos import SosRules, SosService
+from storage.archive import MongoArchive, NoArchive
 from storage.bus import NoPeers, PeerBus, RedisPeerBus
 from storage.codes import CodeRepository
 from storage.contacts import ContactRepository
@@ -257,6 +259,16 @@ def create_app(
         clock=clock,
         on_outcome=lambda channel, status: metrics.deliveries.labels(channel, status).inc(),
     )
+    archive_settings = settings.archive
+    archive: MongoArchive | NoArchive = (
+        MongoArchive(
+            archive_settings.mongodb_url,
+            database=archive_settings.database,
+            retention_days=archive_settings.retention_days,
+        )
+        if archive_settings.mongodb_url
+        else NoArchive()
+    )
     upload_settings = settings.uploads
     store: FolderObjects | S3Objects
     if upload_settings.s3_bucket:
@@ -289,6 +301,7 @@ def create_app(
         fanout=fanout,
         sockets=fanout,
         attachments=attachments,
+        archive=archive,
         kick_deliveries=worker.kick,
         state=state,
         clock=clock,
@@ -330,6 +343,7 @@ def create_app(
         deliveries=deliveries,
         outbox=outbox,
         channels=channels,
+        archive=archive,
         fanout=fanout,
         clock=clock,
         kick_deliveries=worker.kick,
@@ -425,6 +439,8 @@ def create_app(
             checks["redis_pubsub"] = "ok" if bus.healthy else "down"
         if bridge is not None:
             checks["kafka"] = "ok" if bridge.ready() else "down"
+        if isinstance(archive, MongoArchive):
+            await check("mongodb", archive.ping())
         return checks
 
     for table in (
@@ -467,6 +483,8 @@ def create_app(
             await bus.start()
             if isinstance(store, S3Objects):
                 await store.start()
+            if isinstance(archive, MongoArchive):
+                await archive.prepare()
             tasks = [
                 asyncio.create_task(presence.run(), name="presence-upkeep"),
                 asyncio.create_task(worker.run(), name="deliveries"),
@@ -482,6 +500,11 @@ def create_app(
             ]
             if bridge is not None:
                 tasks.append(asyncio.create_task(bridge.run(), name="kafka"))
+            if isinstance(archive, MongoArchive):
+                mover = archive_mover(db, archive, settings, clock, metrics)
+                tasks.append(
+                    asyncio.create_task(mover.run(archive_settings.every_s), name="archive")
+                )
             yield
             for task in tasks:
                 task.cancel()
@@ -495,6 +518,8 @@ def create_app(
         finally:
             await bus.stop()
             await store.close()
+            if isinstance(archive, MongoArchive):
+                await archive.close()
             if redis is not None:
                 await redis.aclose()
             await http.close()
@@ -507,6 +532,21 @@ def create_app(
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(drain)
     return app
+
+
+def archive_mover(
+    db: Database, archive: MongoArchive, settings: Settings, clock: Clock, metrics: Metrics
+) -> ArchiveMover:
+    """The archive tier's mover (for the node, and for ``lifeline archive --now``)."""
+    return ArchiveMover(
+        db=db,
+        archive=archive,
+        clock=clock,
+        hot_days=settings.archive.hot_days,
+        batch=settings.archive.batch,
+        on_moved=lambda table, n: metrics.archive_moved.labels(table).inc(n),
+        on_lag=lambda table, s: metrics.archive_lag.labels(table).set(s),
+    )
 
 
 def _cors(origins: tuple[str, ...]) -> str | list[str] | None:

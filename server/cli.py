@@ -51,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         nargs="?",
         default="serve",
-        choices=("serve", "rotate-keys"),
-        help="serve (default), or rotate-keys: re-encrypt personal data with the first data key",
+        choices=("serve", "rotate-keys", "archive"),
+        help="serve (default); rotate-keys: re-encrypt personal data with the first data key; "
+        "archive --now: move what is past the hot window to the MongoDB archive, then exit",
     )
+    parser.add_argument("--now", action="store_true", help="with archive: move at once")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -71,6 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, database_url=embedded.start())
     from server.app import create_app  # after logging is set up
 
+    if args.command == "archive":
+        try:
+            if not settings.archive.mongodb_url or not args.now:
+                print("lifeline: archive --now needs MONGODB_URL", file=sys.stderr)
+                return 2
+            assert settings.database_url is not None
+            total = asyncio.run(_archive(settings))
+            print(f"archived {total} rows", flush=True)
+            return 0
+        finally:
+            if embedded is not None:
+                embedded.stop()
     if args.command == "rotate-keys":
         try:
             assert settings.database_url is not None
@@ -119,4 +133,32 @@ async def _rotate(dsn: str, keys: tuple[tuple[str, bytes], ...]) -> dict[str, in
         await apply_migrations(pool)
         return await reencrypt(pool, FieldCipher(dict(keys)))
     finally:
+        await pool.close()
+
+
+async def _archive(settings: Settings) -> int:
+    from server.app import archive_mover
+    from services.clock import SystemClock
+    from services.metrics import Metrics
+    from storage.archive import MongoArchive
+    from storage.db import Database, apply_migrations, create_pool
+
+    assert settings.database_url is not None and settings.archive.mongodb_url is not None
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    archive = MongoArchive(
+        settings.archive.mongodb_url,
+        database=settings.archive.database,
+        retention_days=settings.archive.retention_days,
+    )
+    try:
+        await apply_migrations(pool)
+        await archive.prepare()
+        mover = archive_mover(Database(pool), archive, settings, SystemClock(), Metrics())
+        total = 0
+        while moved := await mover.move_once():
+            total += moved
+            print(f"moved {moved}", flush=True)
+        return total
+    finally:
+        await archive.close()
         await pool.close()

@@ -157,6 +157,18 @@ class UploadSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    """History's second tier on MongoDB; off unless ``MONGODB_URL`` is set."""
+
+    mongodb_url: str | None = None
+    database: str = "lifeline"
+    hot_days: float = 90.0
+    retention_days: float | None = None
+    batch: int = 500
+    every_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -186,6 +198,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
     @property
     def uploads_dir(self) -> Path:
@@ -331,8 +344,20 @@ class Settings:
             public_url=reader.text("LIFELINE_PUBLIC_URL", ""),
             sweep_every_s=reader.number("LIFELINE_UPLOADS_SWEEP_S", 600.0, minimum=1.0),
         )
+        retention = reader.optional("LIFELINE_ARCHIVE_RETENTION_DAYS")
+        archive = ArchiveSettings(
+            mongodb_url=reader.optional("MONGODB_URL"),
+            database=reader.text("LIFELINE_MONGODB_DATABASE", "lifeline"),
+            hot_days=reader.number("LIFELINE_HOT_DAYS", 90.0, minimum=0.0),
+            retention_days=reader.number("LIFELINE_ARCHIVE_RETENTION_DAYS", 0.0, minimum=1.0)
+            if retention
+            else None,
+            batch=reader.integer("LIFELINE_ARCHIVE_BATCH", 500, minimum=1, maximum=10_000),
+            every_s=reader.number("LIFELINE_ARCHIVE_EVERY_S", 60.0, minimum=0.01),
+        )
         settings = cls(
             uploads=uploads,
+            archive=archive,
             host=reader.text("LIFELINE_HOST", "127.0.0.1"),
             port=reader.integer("LIFELINE_PORT", 8080, minimum=0, maximum=65535),
             env=mode,

@@ -17,10 +17,11 @@ from services.clock import Clock
 from services.errors import Forbidden, Invalid, NotFound, RateLimited
 from services.ports import Fanout, SocketRooms
 from services.presence import PresenceService
+from storage.archive import History
 from storage.db import Database, Queryable
 from storage.deliveries import DeliveryRepository, NewDelivery
 from storage.events import Outbox
-from storage.messages import MessageRecord, MessageRepository
+from storage.messages import MessageRecord, MessageRepository, archived_message
 from storage.rooms import RoomRecord, RoomRepository, as_uuid
 from storage.state import EphemeralState
 
@@ -74,6 +75,7 @@ class ChatService:
         fanout: Fanout,
         sockets: SocketRooms,
         attachments: AttachmentService,
+        archive: History,
         kick_deliveries: Callable[[], None],
         state: EphemeralState,
         clock: Clock,
@@ -88,6 +90,7 @@ class ChatService:
         self._fanout = fanout
         self._sockets = sockets
         self._attachments = attachments
+        self._archive = archive
         self._kick = kick_deliveries
         self._state = state
         self._clock = clock
@@ -151,11 +154,18 @@ class ChatService:
         membership = None if room is None else await self._rooms.membership(room, user_id)
         if room is None or membership is None:
             raise Forbidden(_NOT_A_MEMBER)
-        return await self._with_attachments(
-            await self._messages.before(
-                room, before_seq=before_seq, limit=limit, from_seq=membership[1]
-            )
+        from_seq = membership[1]
+        found = await self._messages.before(
+            room, before_seq=before_seq, limit=limit, from_seq=from_seq
         )
+        oldest = found[-1].seq if found else before_seq
+        if len(found) < limit and (oldest is None or oldest > from_seq):
+            # Paging past the hot tier continues into the archive, in the same order.
+            older = await self._archive.messages_before(
+                room, before_seq=oldest, from_seq=from_seq, limit=limit - len(found)
+            )
+            found += [archived_message(d) for d in older]
+        return await self._with_attachments(found)
 
     # -- rooms that change (REST) -----------------------------------------------------------
 
@@ -369,6 +379,24 @@ class ChatService:
                 room_id, "chat:message", {"message": event.public()}, version=version
             )
 
+    async def _sync_from_archive(
+        self, readable: dict[str, int], found: dict[str, list[MessageRecord]]
+    ) -> None:
+        """Where the hot tier starts past a room's given seq, the archive fills the gap."""
+        last_seqs = await self._rooms.last_seqs(list(readable))
+        for room, after in readable.items():
+            hot = found.get(room, [])
+            gap = hot[0].seq > after + 1 if hot else after < last_seqs.get(room, 0)
+            if not gap:
+                continue
+            older = await self._archive.messages_between(
+                room,
+                after_seq=after,
+                before_seq=hot[0].seq if hot else None,
+                limit=SYNC_PER_ROOM + 1,
+            )
+            found[room] = [archived_message(d) for d in older] + hot
+
     async def _with_attachments(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """The messages with their attachments' fresh signed links (one query a page)."""
         texts = [m.id for m in messages if m.kind == "text" and not m.deleted]
@@ -533,6 +561,8 @@ class ChatService:
         }
         denied = [raw for raw, c in canonical.items() if c not in allowed]
         found = await self._messages.after(readable, limit=SYNC_PER_ROOM + 1)
+        if self._archive.enabled and readable:
+            await self._sync_from_archive(readable, found)
         more = [r for r, ms in found.items() if len(ms) > SYNC_PER_ROOM]
         linked = await self._with_attachments([m for ms in found.values() for m in ms])
         by_id = {m.id: m for m in linked}

@@ -89,6 +89,19 @@ class Metrics:
             "lifeline_kafka_produced_total", "Outbox events produced to Kafka", registry=r
         )
 
+        self.archive_moved = Counter(
+            "lifeline_archive_rows_moved_total",
+            "Rows moved from PostgreSQL to the MongoDB archive",
+            ["table"],
+            registry=r,
+        )
+        self.archive_lag = Gauge(
+            "lifeline_archive_lag_seconds",
+            "How far past the hot window the oldest row still in PostgreSQL is",
+            ["table"],
+            registry=r,
+        )
+
         self._children: dict[tuple[int, str], Any] = {}
 
     def child(self, metric: Any, label: str) -> Any:

@@ -17,6 +17,7 @@ from services.channels import IN_APP, ChannelRegistry, Person
 from services.clock import Clock
 from services.errors import Invalid
 from services.ports import Fanout
+from storage.archive import History
 from storage.db import Database, Queryable
 from storage.deliveries import DeliveryRepository, NewDelivery
 from storage.events import Outbox
@@ -109,11 +110,13 @@ class NotificationService:
         deliveries: DeliveryRepository,
         outbox: Outbox,
         channels: ChannelRegistry,
+        archive: History,
         fanout: Fanout,
         clock: Clock,
         kick_deliveries: Any,
     ) -> None:
         self._channels = channels
+        self._archive = archive
         self._db = db
         self._repo = repo
         self._deliveries = deliveries
@@ -227,9 +230,29 @@ class NotificationService:
     async def of_user(
         self, user_id: str, *, unread_only: bool, limit: int | None
     ) -> list[NotificationRecord]:
-        return await self._repo.of_user(
-            user_id, unread_only=unread_only, limit=min(limit or 50, 200)
-        )
+        limit = min(limit or 50, 200)
+        found = await self._repo.of_user(user_id, unread_only=unread_only, limit=limit)
+        if len(found) < limit:  # older ones continue in the archive tier
+            older = await self._archive.notifications_before(
+                user_id,
+                before=found[-1].created_at if found else None,
+                unread_only=unread_only,
+                limit=limit - len(found),
+            )
+            found += [
+                NotificationRecord(
+                    id=d["_id"],
+                    user_id=d["user_id"],
+                    kind=d["kind"],
+                    title=d["title"],
+                    body=d["body"],
+                    data=d.get("data") or {},
+                    created_at=d["created_at"],
+                    read_at=d.get("read_at"),
+                )
+                for d in older
+            ]
+        return found
 
     async def mark_read(self, user_id: str, ids: list[str]) -> None:
         valid = [c for c in (as_uuid(i) for i in ids) if c is not None]

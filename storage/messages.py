@@ -12,7 +12,7 @@ import orjson
 from services.clock import iso
 from storage.db import Queryable
 
-__all__ = ["MessageRecord", "MessageRepository"]
+__all__ = ["MessageRecord", "MessageRepository", "archived_message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +68,23 @@ def _message(row: asyncpg.Record) -> MessageRecord:
         data=orjson.loads(row["data"]),
         edited_at=row["edited_at"],
         deleted=row["deleted"],
+    )
+
+
+def archived_message(doc: dict[str, Any]) -> MessageRecord:
+    """A message as the archive tier keeps it (storage/hot_tier.py copies these columns)."""
+    return MessageRecord(
+        id=doc["_id"],
+        room_id=doc["room_id"],
+        seq=doc["seq"],
+        sender_id=doc["sender_id"],
+        text=doc["text"],
+        created_at=doc["created_at"],
+        kind=doc["kind"],
+        target_id=doc.get("target_id"),
+        data=doc.get("data") or {},
+        edited_at=doc.get("edited_at"),
+        deleted=bool(doc.get("deleted")),
     )
 
 

@@ -181,6 +181,12 @@ class RoomRepository:
         )
         return {r["room_id"]: int(r["from_seq"]) for r in rows}
 
+    async def last_seqs(self, room_ids: list[str]) -> dict[str, int]:
+        rows = await self._pool.fetch(
+            "SELECT id::text AS id, last_seq FROM rooms WHERE id = ANY($1::uuid[])", room_ids
+        )
+        return {r["id"]: int(r["last_seq"]) for r in rows}
+
     async def membership(self, room_id: str, user_id: str) -> tuple[str, int] | None:
         """(role, first readable seq) of a member, or None."""
         row = await self._pool.fetchrow(

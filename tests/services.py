@@ -363,3 +363,42 @@ def start_s3(log: Path) -> S3Server:
             raise ServiceUnavailable(f"moto_server did not start on port {port}: see {log}")
         time.sleep(0.05)
     return S3Server(f"http://127.0.0.1:{port}", process, out)
+
+
+@dataclass
+class MongoServer:
+    """A MongoDB-protocol server on loopback: the ``secantusdb`` wheel's ``secantusd-py``."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Any
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def start_mongo(log: Path) -> MongoServer:
+    beside = Path(sys.executable).parent / "secantusd-py"
+    binary = str(beside) if beside.exists() else shutil.which("secantusd-py") or ""
+    if not binary:
+        raise ServiceUnavailable(
+            "the archive tests need secantusdb's server: pip install secantusdb"
+        )
+    port = free_port()
+    out = log.open("wb")
+    process = subprocess.Popen(
+        [binary, "--host", "127.0.0.1", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out.close()
+            raise ServiceUnavailable(f"secantusd-py did not start on port {port}: see {log}")
+        time.sleep(0.05)
+    return MongoServer(f"mongodb://127.0.0.1:{port}", process, out)

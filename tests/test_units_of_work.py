@@ -11,6 +11,7 @@ import asyncpg
 from services.channels import ChannelRegistry, NotConfigured
 from services.events import EventService
 from services.notifications import NotificationService
+from storage.archive import NoArchive
 from storage.crypto import FieldCipher, parse_keys
 from storage.db import Database, create_pool
 from storage.deliveries import DeliveryRepository
@@ -114,6 +115,7 @@ async def test_an_applied_event_stays_applied_when_telling_sockets_fails(
             deliveries=DeliveryRepository(pool, cipher=cipher),
             outbox=outbox,
             channels=ChannelRegistry([NotConfigured("push")]),
+            archive=NoArchive(),
             fanout=broken,
             clock=clock,
             kick_deliveries=lambda: None,
