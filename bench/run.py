@@ -330,6 +330,20 @@ def run_chat(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -
     return result
 
 
+def register(url: str) -> dict[str, Any]:
+    """A fresh account on the node: ``{user, access_token, refresh_token}``."""
+    email = f"bench-{uuid.uuid4().hex[:8]}@bench.test"
+    body = json.dumps({"email": email, "password": "bench password", "display_name": "B"})
+    request = urllib.request.Request(
+        url + "/api/v1/auth/register",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        account: dict[str, Any] = json.loads(answer.read())
+    return account
+
+
 def run_search(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str, Any]:
     """Lifeline only: message search over a large history (bench/search.py)."""
     from bench import search
@@ -342,20 +356,40 @@ def run_search(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str
         log=logs / "lifeline-search.log",
     )
     try:
-        email = f"searcher-{uuid.uuid4().hex[:8]}@bench.test"
-        body = json.dumps(
-            {"email": email, "password": "bench password", "display_name": "Searcher"}
-        ).encode()
-        request = urllib.request.Request(
-            server.url + "/api/v1/auth/register",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            account = json.loads(answer.read())
+        account = register(server.url)
         return search.run(server.url, db, account["access_token"], account["user"]["id"], size)
     finally:
         server.stop()
+
+
+def run_archive(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str, Any]:
+    """Lifeline only: history pages from each tier (bench/archive.py)."""
+    from bench import archive
+
+    beside = Path(sys.executable).parent / "secantusd-py"
+    mongo_port = free_port()
+    mongo_log = open(logs / "secantus.log", "ab")  # noqa: SIM115 - closed below
+    mongo = subprocess.Popen(
+        [str(beside), "--host", "127.0.0.1", "--port", str(mongo_port)],
+        stdout=mongo_log,
+        stderr=mongo_log,
+    )
+    mongo_url = f"mongodb://127.0.0.1:{mongo_port}"
+    port = free_port()
+    env = server_env(peer, port, db=db, redis=None, prefix="a")
+    env.update({"MONGODB_URL": mongo_url, "LIFELINE_ARCHIVE_EVERY_S": "36000"})
+    time.sleep(1.0)  # secantusd-py binds its port within a second
+    server = Server(peer, port=port, env=env, log=logs / "lifeline-archive.log")
+    try:
+        account = register(server.url)
+        return archive.run(
+            server.url, db, mongo_url, account["access_token"], account["user"]["id"], size
+        )
+    finally:
+        server.stop()
+        mongo.terminate()
+        mongo.wait(10)
+        mongo_log.close()
 
 
 SIZES = {
@@ -371,6 +405,11 @@ SIZES = {
         "search_per_room": 100,
         "search_member_rooms": 100,
         "search_queries": 300,
+        # The archive runs against secantusdb's server (a Python MongoDB-protocol server
+        # for tests), which takes about a thousand upserts a second on this machine.
+        "archive_rooms": 500,
+        "archive_per_room": 100,
+        "archive_pages": 300,
     },
     "quick": {
         "fanout_clients": 500,
@@ -384,6 +423,9 @@ SIZES = {
         "search_per_room": 100,
         "search_member_rooms": 100,
         "search_queries": 100,
+        "archive_rooms": 100,
+        "archive_per_room": 100,
+        "archive_pages": 100,
     },
 }
 
@@ -441,6 +483,10 @@ def main() -> None:
                         if peer != "lifeline":
                             break
                         runs.append(run_chat(peer, size, db, redis, logs))
+                    elif scenario == "archive":
+                        if peer != "lifeline":
+                            break
+                        runs.append(run_archive(peer, size, db, logs))
                     elif scenario == "search":
                         if peer != "lifeline":
                             break
@@ -458,6 +504,16 @@ KEYS = {
     "cluster": ["p50_ms", "p99_ms", "max_ms", "lost"],
     "capacity": ["kb_per_connection", "connections_per_s"],
     "chat": ["acks_per_s", "p50_ms", "p99_ms", "failed"],
+    "archive": [
+        "messages",
+        "hot p50_ms",
+        "hot p99_ms",
+        "archive p50_ms",
+        "archive p99_ms",
+        "move_rows_per_s",
+        "pg_messages_mb_before",
+        "pg_messages_mb_after",
+    ],
     "search": ["messages", "p50_ms", "p99_ms", "rare p50_ms", "typo p50_ms", "one room p50_ms"],
 }
 
