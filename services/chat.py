@@ -509,7 +509,8 @@ class ChatService:
                     key=room,
                     now=now,
                 )
-        message = (await self._with_attachments([message]))[0]
+        if carried or not created:  # a plain new message has none: no query on that path
+            message = (await self._with_attachments([message]))[0]
         if created:
             if absent:
                 self._kick()

@@ -345,23 +345,35 @@ class S3Server:
         self.log.close()
 
 
-def start_s3(log: Path) -> S3Server:
-    beside = Path(sys.executable).parent / "moto_server"
-    binary = str(beside) if beside.exists() else shutil.which("moto_server") or ""
+def _spawn_on_port(
+    program: str, args: list[str], log: Path, *, port_flag: str, hint: str
+) -> tuple[Any, Any, int]:
+    """Start a server program of the venv on a free loopback port; (process, log file, port)."""
+    beside = Path(sys.executable).parent / program
+    binary = str(beside) if beside.exists() else shutil.which(program) or ""
     if not binary:
-        raise ServiceUnavailable("the S3 tests need moto's server: pip install 'moto[server]'")
+        raise ServiceUnavailable(f"{program} is missing: {hint}")
     port = free_port()
     out = log.open("wb")
     process = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        [binary, *args, port_flag, str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while not port_open("127.0.0.1", port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             out.close()
-            raise ServiceUnavailable(f"moto_server did not start on port {port}: see {log}")
+            raise ServiceUnavailable(f"{program} did not start on port {port}: see {log}")
         time.sleep(0.05)
+    return process, out, port
+
+
+def start_s3(log: Path) -> S3Server:
+    process, out, port = _spawn_on_port(
+        "moto_server", ["-H", "127.0.0.1"], log, port_flag="-p", hint="pip install 'moto[server]'"
+    )
     return S3Server(f"http://127.0.0.1:{port}", process, out)
 
 
@@ -383,22 +395,11 @@ class MongoServer:
 
 
 def start_mongo(log: Path) -> MongoServer:
-    beside = Path(sys.executable).parent / "secantusd-py"
-    binary = str(beside) if beside.exists() else shutil.which("secantusd-py") or ""
-    if not binary:
-        raise ServiceUnavailable(
-            "the archive tests need secantusdb's server: pip install secantusdb"
-        )
-    port = free_port()
-    out = log.open("wb")
-    process = subprocess.Popen(
-        [binary, "--host", "127.0.0.1", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+    process, out, port = _spawn_on_port(
+        "secantusd-py",
+        ["--host", "127.0.0.1"],
+        log,
+        port_flag="--port",
+        hint="pip install secantusdb",
     )
-    deadline = time.monotonic() + 30
-    while not port_open("127.0.0.1", port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            out.close()
-            raise ServiceUnavailable(f"secantusd-py did not start on port {port}: see {log}")
-        time.sleep(0.05)
     return MongoServer(f"mongodb://127.0.0.1:{port}", process, out)
