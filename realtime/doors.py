@@ -17,13 +17,14 @@ import socketio
 
 from realtime import rooms
 from realtime.acks import error_ack, ok_ack
+from realtime.codec import UNPARSEABLE
 from realtime.expiry import TokenExpiry
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSession, SocketSessions
 from services.abuse import ConnectionPolicy, EventBudget
 from services.addresses import ClientAddresses
 from services.auth import AuthService, Identity
-from services.errors import Internal, RateLimited, Unauthorized, Unavailable
+from services.errors import Internal, Invalid, RateLimited, Unauthorized, Unavailable
 from services.metrics import Metrics
 from services.validation import Payload, as_payload
 from storage.errors import as_app_error
@@ -90,7 +91,15 @@ class SocketDoor:
         server.on("connect", connect, namespace=rooms.MAIN)
         server.on("disconnect", self._disconnect, namespace=rooms.MAIN)
         server.on("*", unknown, namespace=rooms.MAIN)
+
+        async def refuse_namespace(namespace: str, sid: str, *args: Any) -> bool:
+            # Socket.IO v5 wants CONNECT_ERROR data as an object; python-socketio's own
+            # answer for a namespace nobody serves is a bare string.
+            self._metrics.connections_refused.labels("not_found").inc()
+            raise socketio.exceptions.ConnectionRefusedError("not_found")
+
         server.on("connect", connect_live, namespace=rooms.LIVE)
+        server.on("connect", refuse_namespace, namespace="*")
         server.on("disconnect", self._disconnect_live, namespace=rooms.LIVE)
         server.on("*", unknown_live, namespace=rooms.LIVE)
 
@@ -352,6 +361,8 @@ class SocketDoor:
         try:
             if self._draining:
                 raise Unavailable("this node is shutting down; reconnect")
+            if args and args[0] is UNPARSEABLE:
+                raise Invalid("the payload is not JSON this server reads (or nested too deep)")
             payload = as_payload(args[0] if args else None)
             ack = ok_ack(await call(session, payload))
         except Exception as exc:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
-import orjson
 import socketio
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -44,6 +42,7 @@ from realtime import account as account_events
 from realtime import chat as chat_events
 from realtime import live as live_events
 from realtime import sos as sos_events
+from realtime.codec import SocketJson
 from realtime.doors import SocketDoor
 from realtime.expiry import TokenExpiry
 from realtime.fanout import Fanout
@@ -98,21 +97,6 @@ __all__ = ["SOCKETIO", "create_app"]
 log = logging.getLogger(__name__)
 
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
-
-
-class _Json:
-    """orjson behind the ``json`` interface python-socketio expects."""
-
-    @staticmethod
-    def dumps(obj: Any, **_: Any) -> str:
-        try:
-            return orjson.dumps(obj).decode()
-        except TypeError:  # integers beyond 64 bits, which JSON allows
-            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-    @staticmethod
-    def loads(text: str | bytes, **_: Any) -> Any:
-        return orjson.loads(text)
 
 
 def create_app(
@@ -180,12 +164,14 @@ def create_app(
         # none, as native apps do); a list adds origins; "*" opens it to every site.
         cors_allowed_origins=_cors(settings.cors_origins),
         max_http_buffer_size=limits.max_payload_bytes,
+        # Every namespace reaches the door, which refuses the unknown ones as v5 wants.
+        namespaces="*",
         ping_interval=20,
         ping_timeout=20,
         logger=False,
         engineio_logger=False,
     )
-    sio = socketio.AsyncServer(json=_Json, client_manager=IndexedManager(), **options)
+    sio = socketio.AsyncServer(json=SocketJson, client_manager=IndexedManager(), **options)
     servers = SocketServers(sio)
     if settings.msgpack_path:
         # socket.io-msgpack-parser clients connect on their own path.

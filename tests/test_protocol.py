@@ -1,0 +1,47 @@
+"""The Socket.IO v5 protocol where a client gets it wrong, spoken as raw frames."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from tests.conftest import Running
+
+
+async def _raw(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
+    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    return ws
+
+
+async def test_connect_to_a_namespace_nobody_serves_gets_an_error_object(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    ws = await _raw(http, server.url)
+    await ws.send_str("40/nope,")
+    # Socket.IO v5: CONNECT_ERROR carries an object, so clients show a message.
+    assert await ws.receive_str(timeout=5) == '44/nope,{"message":"not_found"}'
+    await ws.send_str("40/live,")
+    assert (await ws.receive_str(timeout=5)).startswith("40/live,{")
+    await ws.close()
+
+
+async def test_a_payload_nested_too_deep_gets_an_invalid_ack_and_the_socket_goes_on(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    account = await server.api.register()
+    ws = await _raw(http, server.url)
+    await ws.send_str("40" + json.dumps({"token": account.access_token}))
+    assert (await ws.receive_str(timeout=5)).startswith("40{")
+    deep = "[" * 10_000 + "]" * 10_000  # within the frame size limit, past any parser's depth
+    await ws.send_str(
+        '421["chat:send",{"room_id":"r","client_msg_id":"c","text":"t","x":' + deep + "}]"
+    )
+    answer = await ws.receive_str(timeout=5)
+    assert answer.startswith("431[")
+    ack = json.loads(answer[3:])[0]
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid", ack
+    await ws.send_str('422["chat:sync",{"rooms":{}}]')
+    assert json.loads((await ws.receive_str(timeout=5))[3:])[0]["ok"] is True
+    await ws.close()
