@@ -524,13 +524,18 @@ def archive_mover(
     db: Database, archive: MongoArchive, settings: Settings, clock: Clock, metrics: Metrics
 ) -> ArchiveMover:
     """The archive tier's mover (for the node, and for ``lifeline archive --now``)."""
+
+    def moved(table: str, rows: int, size: int) -> None:
+        metrics.archive_moved.labels(table).inc(rows)
+        metrics.archive_bytes.labels(table).inc(size)
+
     return ArchiveMover(
         db=db,
         archive=archive,
         clock=clock,
         hot_days=settings.archive.hot_days,
         batch=settings.archive.batch,
-        on_moved=lambda table, n: metrics.archive_moved.labels(table).inc(n),
+        on_moved=moved,
         on_lag=lambda table, s: metrics.archive_lag.labels(table).set(s),
     )
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
+
+import orjson
 
 from services.clock import Clock
 from services.errors import Unavailable
@@ -34,7 +37,7 @@ class ArchiveMover:
         clock: Clock,
         hot_days: float,
         batch: int,
-        on_moved: Callable[[str, int], None] = lambda table, n: None,
+        on_moved: Callable[[str, int, int], None] = lambda table, rows, size: None,
         on_lag: Callable[[str, float], None] = lambda table, s: None,
     ) -> None:
         self._db = db
@@ -67,7 +70,12 @@ class ArchiveMover:
                         raise Unavailable(f"the archive holds {held} of {len(documents)} rows")
                     await HotTier.delete(conn, table, [d["_id"] for d in documents])
                 lag = await HotTier.lag_s(conn, table, before=before)
-            self._on_moved(table, len(documents))
+            self._on_moved(table, len(documents), _size(documents))
             self._on_lag(table, lag)
             moved += len(documents)
         return moved
+
+
+def _size(documents: list[dict[str, Any]]) -> int:
+    """About what the rows weigh (their JSON), for the archive's metrics."""
+    return sum(len(orjson.dumps(d, default=str)) for d in documents)

@@ -95,6 +95,12 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.archive_bytes = Counter(
+            "lifeline_archive_bytes_moved_total",
+            "Bytes of rows (as JSON) moved from PostgreSQL to the MongoDB archive",
+            ["table"],
+            registry=r,
+        )
         self.archive_lag = Gauge(
             "lifeline_archive_lag_seconds",
             "How far past the hot window the oldest row still in PostgreSQL is",
