@@ -166,8 +166,8 @@ def create_app(
         max_http_buffer_size=limits.max_payload_bytes,
         # Every namespace reaches the door, which refuses the unknown ones as v5 wants.
         namespaces="*",
-        ping_interval=20,
-        ping_timeout=20,
+        ping_interval=limits.ping_interval_s,
+        ping_timeout=limits.ping_timeout_s,
         logger=False,
         engineio_logger=False,
     )

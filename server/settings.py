@@ -73,6 +73,9 @@ class LimitSettings:
     socket_event_burst: int = 60
     socket_queue_max: int = 1000
     socket_buffer_max_bytes: int = 4 * 1024 * 1024
+    # Engine.IO heartbeats, as Node's socket.io: a ping every 25 s, 20 s to answer it.
+    ping_interval_s: float = 25.0
+    ping_timeout_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +289,8 @@ class Settings:
             socket_buffer_max_bytes=reader.integer(
                 "LIFELINE_SOCKET_BUFFER_MAX_BYTES", 4 * 1024 * 1024, minimum=65536
             ),
+            ping_interval_s=reader.number("LIFELINE_PING_INTERVAL_S", 25.0, minimum=1.0),
+            ping_timeout_s=reader.number("LIFELINE_PING_TIMEOUT_S", 20.0, minimum=1.0),
         )
         sos = SosSettings(
             escalate_after_s=reader.number("LIFELINE_SOS_ESCALATE_AFTER_S", 60.0, minimum=1.0),

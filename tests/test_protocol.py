@@ -11,7 +11,11 @@ from tests.conftest import Running
 
 async def _raw(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
     ws = await http.ws_connect(url + "/socket.io/?EIO=4&transport=websocket")
-    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    opened = await ws.receive_str(timeout=5)
+    assert opened.startswith("0{")
+    # The heartbeat of Node's socket.io: a ping every 25 s, 20 s to answer it.
+    handshake = json.loads(opened[1:])
+    assert (handshake["pingInterval"], handshake["pingTimeout"]) == (25000, 20000)
     return ws
 
 

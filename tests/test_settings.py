@@ -17,6 +17,10 @@ def test_defaults_match_the_operators_contract() -> None:
     assert settings.api_key == DEV_API_KEY
     assert settings.auth.access_ttl_s == 900 and settings.auth.refresh_ttl_s == 30 * 24 * 3600
     assert settings.limits.max_payload_bytes == 64 * 1024
+    assert (settings.limits.ping_interval_s, settings.limits.ping_timeout_s) == (25.0, 20.0)
+    assert settings.sos.socket_ack_s == 5.0 and settings.auth.trusted_proxies == ()
+    assert settings.archive.mongodb_url is None and settings.uploads.s3_bucket is None
+    assert str(settings.uploads_dir) == "var/uploads"
 
 
 def test_production_refuses_development_defaults() -> None:
@@ -48,6 +52,11 @@ def test_production_refuses_development_defaults() -> None:
         {"LIFELINE_DB_POOL_MIN": "30", "LIFELINE_DB_POOL_MAX": "10"},
         {"LIFELINE_DATA_KEYS": "k1:" + base64.b64encode(b"short").decode()},
         {"LIFELINE_DATA_KEYS": "no-key-here"},
+        {"LIFELINE_TRUSTED_PROXIES": "10.0.0.0/8, not-a-network"},
+        {"LIFELINE_PING_INTERVAL_S": "0"},
+        {"LIFELINE_SOS_SOCKET_ACK_S": "soon"},
+        {"LIFELINE_HOT_DAYS": "-1"},
+        {"LIFELINE_UPLOADS_MAX_BYTES": "12"},
     ],
 )
 def test_malformed_values_are_refused(env: dict[str, str]) -> None:
