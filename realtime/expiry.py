@@ -84,6 +84,3 @@ class TokenExpiry:
         live = {s.sid: s.identity.jti for s in self._sessions}
         self._heap = [e for e in self._heap if live.get(e[2]) == e[3]]
         heapq.heapify(self._heap)
-
-    def __len__(self) -> int:
-        return len(self._heap)

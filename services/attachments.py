@@ -79,10 +79,6 @@ class AttachmentService:
         self._clock = clock
         self._rules = rules
 
-    @property
-    def rules(self) -> AttachmentRules:
-        return self._rules
-
     async def announce(self, user_id: str, *, name: str, mime: str, size: int) -> dict[str, Any]:
         """``POST /uploads``: where and how to send the bytes."""
         if size < 1:

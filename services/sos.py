@@ -379,9 +379,11 @@ class SosService:
 
     async def _sms_fallback(self, conn: Queryable, alert_id: str, n: int, now: float) -> bool:
         """No push could go out: an SMS instead, when the contact has a phone."""
-        recipient = await self._alerts.recipient(conn, alert_id, n)
         alert = await self._alerts.get(alert_id, conn)
-        if recipient is None or not recipient.phone or alert is None or alert.status in _CLOSED:
+        if alert is None or alert.status in _CLOSED:
+            return False
+        recipient = next((r for r in alert.recipients if r.n == n), None)
+        if recipient is None or not recipient.phone:
             return False
         lat = alert.last_lat if alert.last_lat is not None else alert.lat
         lon = alert.last_lon if alert.last_lon is not None else alert.lon

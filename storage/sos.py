@@ -507,14 +507,6 @@ class SosRepository:
         )
         return [RecipientChange(alert_id, r["raiser_id"], self._recipient(r)) for r in rows]
 
-    async def recipient(self, conn: Queryable, alert_id: str, n: int) -> Recipient | None:
-        row = await conn.fetchrow(
-            f"SELECT {_RECIPIENT} FROM sos_recipients WHERE alert_id = $1::uuid AND n = $2",
-            alert_id,
-            n,
-        )
-        return None if row is None else self._recipient(row)
-
     # -- lists ------------------------------------------------------------------------------
 
     async def of_user(
