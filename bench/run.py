@@ -370,7 +370,15 @@ def run_archive(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[st
     mongo_port = free_port()
     mongo_log = open(logs / "secantus.log", "ab")  # noqa: SIM115 - closed below
     mongo = subprocess.Popen(
-        [str(beside), "--host", "127.0.0.1", "--port", str(mongo_port)],
+        [
+            str(beside),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mongo_port),
+            "--storage-path",
+            str(logs / "secantus-data"),
+        ],
         stdout=mongo_log,
         stderr=mongo_log,
     )

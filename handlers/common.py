@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -11,9 +12,12 @@ from aiohttp import web
 from services.addresses import ClientAddresses
 from services.auth import AuthService, Identity
 from services.errors import Invalid, TooLarge, Unauthorized
-from services.validation import Payload, as_payload
 
-__all__ = ["RestDoor", "json_response", "query_bool", "query_int"]
+__all__ = ["RestDoor", "json_response"]
+
+_checked: ContextVar[tuple[web.Request, Identity] | None] = ContextVar(
+    "lifeline_checked_identity", default=None
+)
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
@@ -41,8 +45,8 @@ class RestDoor:
         rightmost ``X-Forwarded-For`` hop that is not one of ours."""
         return self._addresses.client(request.remote, request.headers.get("X-Forwarded-For"))
 
-    async def body(self, request: web.Request) -> Payload:
-        """The JSON object of the body, refused past the payload limit."""
+    async def json(self, request: web.Request) -> object:
+        """The decoded JSON of the body, refused past the payload limit."""
         limit = self._limit
         # Refuse on the declared length, before reading anything.
         if request.content_length is not None and request.content_length > limit:
@@ -56,13 +60,22 @@ class RestDoor:
         if not body:
             raise Invalid("body must be a JSON object")
         try:
-            data = orjson.loads(body)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             raise Invalid("body is not valid JSON") from None
-        return as_payload(data, "body")
 
     async def identity(self, request: web.Request) -> Identity:
-        """Who sent the bearer token; ``unauthorized`` without a valid one."""
+        """Who sent the bearer token; ``unauthorized`` without a valid one (checked once
+        per request: the route's declaration checks it before the body is read)."""
+        known = _checked.get()
+        if known is not None and known[0] is request:
+            return known[1]
+        identity = await self._verify(request)
+        # Each request runs in its own task, so its context holds only its own check.
+        _checked.set((request, identity))
+        return identity
+
+    async def _verify(self, request: web.Request) -> Identity:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -74,24 +87,3 @@ class RestDoor:
         given = request.headers.get("X-Api-Key", "")
         if not given or not hmac.compare_digest(given.encode(), self._api_key):
             raise Unauthorized("a valid X-Api-Key header is required")
-
-
-def query_int(request: web.Request, name: str, *, minimum: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.lstrip("-").isdigit() or len(raw) > 19:
-        raise Invalid(f"{name} must be a whole number")
-    value = int(raw)
-    if value < minimum:
-        raise Invalid(f"{name} must be at least {minimum}")
-    return value
-
-
-def query_bool(request: web.Request, name: str, *, default: bool) -> bool:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw not in ("true", "false"):
-        raise Invalid(f"{name} must be true or false")
-    return raw == "true"

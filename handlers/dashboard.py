@@ -11,9 +11,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from handlers.api import Api, Auth
 from handlers.common import RestDoor, json_response
 from services.errors import Unavailable
 from services.ops import OpsService
+from services.wire.rest import Overview
 
 __all__ = ["CSP", "routes"]
 
@@ -31,8 +33,10 @@ def _page(name: str) -> web.FileResponse:
     return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
 
-def routes(door: RestDoor, ops: OpsService) -> web.RouteTableDef:
+def routes(door: RestDoor, ops: OpsService) -> tuple[web.RouteTableDef, Api]:
+    """The pages (not part of the API) and the operator view's data route."""
     table = web.RouteTableDef()
+    api = Api(door, tag="operations")
 
     @table.get("/")
     async def index(request: web.Request) -> web.FileResponse:
@@ -56,9 +60,18 @@ def routes(door: RestDoor, ops: OpsService) -> web.RouteTableDef:
 
     table.static("/static", STATIC)
 
-    @table.get("/api/v1/ops/overview")
+    @api.route(
+        "GET",
+        "/api/v1/ops/overview",
+        summary="The operator view's figures (operators)",
+        description="Nodes with their sockets and events per second, open SOS alerts with "
+        "their contacts' state, delivery results by channel.",
+        auth=Auth.BEARER,
+        answers={200: Overview},
+        errors=(403,),
+    )
     async def overview(request: web.Request) -> web.Response:
         identity = await door.identity(request)
         return json_response(await ops.overview(identity.user_id))
 
-    return table
+    return table, api

@@ -57,6 +57,7 @@ def lifeline_middleware(metrics: Metrics) -> Middleware:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         error: AppError | None = None
+        allowed: web.HTTPException | None = None
         try:
             try:
                 response = await handler(request)
@@ -64,6 +65,7 @@ def lifeline_middleware(metrics: Metrics) -> Middleware:
                 if exc.status < 400:
                     raise
                 error = _from_http(exc)
+                allowed = exc
             except AppError as exc:
                 error = exc
             except Exception as exc:
@@ -73,6 +75,9 @@ def lifeline_middleware(metrics: Metrics) -> Middleware:
             if error is not None:
                 metrics.errors.labels(error.code, "http").inc()
                 response = error_response(error)
+                if isinstance(allowed, web.HTTPMethodNotAllowed):
+                    # RFC 9110: a 405 says which methods the path takes.
+                    response.headers["Allow"] = ", ".join(sorted(allowed.allowed_methods))
             response.headers["X-Request-Id"] = request_id
             if not response.prepared:  # a WebSocket's answer went out long ago
                 response.headers.update(_SECURITY_HEADERS)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from handlers.api import Api, Auth
 from handlers.common import RestDoor, json_response
 from services.attachments import AttachmentService
 from services.clock import Clock
 from services.errors import Forbidden, Invalid, NotFound, TooLarge
+from services.wire import rest
 from storage.objects import FolderObjects
 
 __all__ = ["routes"]
@@ -20,18 +22,26 @@ def routes(
     *,
     folder: FolderObjects | None,
     clock: Clock,
-) -> web.RouteTableDef:
-    table = web.RouteTableDef()
+) -> Api:
+    api = Api(door, tag="chat")
 
-    @table.post("/api/v1/uploads")
-    async def announce(request: web.Request) -> web.Response:
+    @api.route(
+        "POST",
+        "/api/v1/uploads",
+        summary="Announce an upload",
+        description="Answers where to send the bytes (a presigned S3 URL, or the node "
+        "itself). Size and type limits are the node's settings: a file past the size is "
+        "413, a type not taken 400. A complete upload can then ride on chat:send.",
+        auth=Auth.BEARER,
+        body=rest.Announce,
+        answers={201: rest.UploadTarget},
+        errors=(413,),
+        examples={"body": {"name": "x-ray.jpg", "mime": "image/jpeg", "size": 48213}},
+    )
+    async def announce(request: web.Request, body: rest.Announce) -> web.Response:
         identity = await door.identity(request)
-        body = await door.body(request)
         target = await attachments.announce(
-            identity.user_id,
-            name=body.string("name", max_len=255, strip=True),
-            mime=body.string("mime", max_len=100),
-            size=body.integer("size", minimum=1, maximum=2**53),
+            identity.user_id, name=body.name, mime=body.mime, size=body.size
         )
         return json_response(target, status=201)
 
@@ -50,7 +60,17 @@ def routes(
             raise Forbidden("this link is not valid (forged, for another upload, or expired)")
         return upload_id
 
-    @table.put("/api/v1/uploads/{upload_id}/content")
+    @api.route(
+        "PUT",
+        "/api/v1/uploads/{upload_id}/content",
+        summary="Send an upload's bytes to the node (a URL it signed)",
+        description="Only on nodes that keep uploads in their folder; the URL from POST "
+        "/uploads carries `expires` and `signature`. A forged or expired link is 403.",
+        auth=Auth.SIGNED,
+        answers={204: None},
+        errors=(400, 403, 413),
+        body_type="application/octet-stream",
+    )
     async def put_content(request: web.Request) -> web.Response:
         upload = await attachments.upload(signed(request, "PUT"))
         assert folder is not None
@@ -66,7 +86,17 @@ def routes(
             raise Invalid(f"the upload was announced as {upload.size} bytes, {written} came")
         return web.Response(status=204)
 
-    @table.get("/api/v1/uploads/{upload_id}/content")
+    @api.route(
+        "GET",
+        "/api/v1/uploads/{upload_id}/content",
+        summary="Read an attachment (a link the node signed)",
+        description="The `url` of a message's attachment, valid for minutes. A forged or "
+        "expired link is 403.",
+        auth=Auth.SIGNED,
+        answers={200: None},
+        errors=(403,),
+        answer_type="application/octet-stream",
+    )
     async def get_content(request: web.Request) -> web.StreamResponse:
         upload = await attachments.upload(signed(request, "GET"))
         assert folder is not None
@@ -82,4 +112,4 @@ def routes(
             },
         )
 
-    return table
+    return api

@@ -6,11 +6,9 @@ from typing import Any
 
 from realtime.doors import SocketDoor
 from realtime.sessions import SocketSession
-from services.attachments import MAX_PER_MESSAGE
-from services.chat import MAX_TEXT, ChatService
-from services.errors import Invalid
+from services.chat import ChatService
 from services.presence import PresenceService
-from services.validation import Payload
+from services.wire import sockets as wire
 
 __all__ = ["register"]
 
@@ -22,82 +20,121 @@ def register(door: SocketDoor, chat: ChatService, presence: PresenceService) -> 
     async def disconnected(session: SocketSession) -> None:
         await chat.disconnected(session.sid)
 
-    async def join(session: SocketSession, payload: Payload) -> dict[str, Any]:
-        return await chat.join(session.user_id, session.sid, payload.identifier("room_id"))
+    async def join(session: SocketSession, payload: wire.RoomRef) -> dict[str, Any]:
+        return await chat.join(session.user_id, session.sid, payload.room_id)
 
-    async def leave(session: SocketSession, payload: Payload) -> None:
-        await chat.left(session.user_id, session.sid, payload.identifier("room_id"))
+    async def leave(session: SocketSession, payload: wire.RoomRef) -> None:
+        await chat.left(session.user_id, session.sid, payload.room_id)
 
-    async def send(session: SocketSession, payload: Payload) -> dict[str, Any]:
+    async def send(session: SocketSession, payload: wire.ChatSend) -> dict[str, Any]:
         message = await chat.send(
             session.user_id,
             session.sid,
-            room_id=payload.identifier("room_id"),
-            client_msg_id=payload.string("client_msg_id", max_len=128),
-            text=payload.string("text", max_len=MAX_TEXT),
-            attachments=payload.id_list("attachments", max_items=MAX_PER_MESSAGE) or None,
+            room_id=payload.room_id,
+            client_msg_id=payload.client_msg_id,
+            text=payload.text,
+            attachments=payload.attachments or None,
         )
         return {"message": message.public()}
 
-    async def edit(session: SocketSession, payload: Payload) -> dict[str, Any]:
+    async def edit(session: SocketSession, payload: wire.ChatEdit) -> dict[str, Any]:
         message = await chat.edit(
             session.user_id,
             session.sid,
-            room_id=payload.identifier("room_id"),
-            message_id=payload.identifier("message_id"),
-            text=payload.string("text", max_len=MAX_TEXT),
-            client_msg_id=payload.string("client_msg_id", max_len=128),
+            room_id=payload.room_id,
+            message_id=payload.message_id,
+            text=payload.text,
+            client_msg_id=payload.client_msg_id,
         )
         return {"message": message.public()}
 
-    async def delete(session: SocketSession, payload: Payload) -> dict[str, Any]:
+    async def delete(session: SocketSession, payload: wire.ChatDelete) -> dict[str, Any]:
         message = await chat.delete(
             session.user_id,
             session.sid,
-            room_id=payload.identifier("room_id"),
-            message_id=payload.identifier("message_id"),
-            client_msg_id=payload.string("client_msg_id", max_len=128),
+            room_id=payload.room_id,
+            message_id=payload.message_id,
+            client_msg_id=payload.client_msg_id,
         )
         return {"message": message.public()}
 
-    async def typing(session: SocketSession, payload: Payload) -> None:
-        await chat.typing(
-            session.user_id, session.sid, payload.identifier("room_id"), payload.boolean("typing")
-        )
+    async def typing(session: SocketSession, payload: wire.Typing) -> None:
+        await chat.typing(session.user_id, session.sid, payload.room_id, payload.typing)
 
-    async def read(session: SocketSession, payload: Payload) -> None:
-        await chat.read(
-            session.user_id,
-            session.sid,
-            payload.identifier("room_id"),
-            payload.integer("seq", minimum=0),
-        )
+    async def read(session: SocketSession, payload: wire.ReadMarker) -> None:
+        await chat.read(session.user_id, session.sid, payload.room_id, payload.seq)
 
-    async def sync(session: SocketSession, payload: Payload) -> dict[str, Any]:
-        return (await chat.sync(session.user_id, _last_seqs(payload))).public()
+    async def sync(session: SocketSession, payload: wire.Sync) -> dict[str, Any]:
+        return (await chat.sync(session.user_id, dict(payload.rooms))).public()
 
-    async def client_state(session: SocketSession, payload: Payload) -> None:
-        await presence.foreground(session.sid, payload.boolean("foreground"))
+    async def client_state(session: SocketSession, payload: wire.ClientState) -> None:
+        await presence.foreground(session.sid, payload.foreground)
 
     door.on_connect(connected)
     door.on_disconnect(disconnected)
-    door.on("chat:join", join)
-    door.on("chat:leave", leave)
-    door.on("chat:send", send)
-    door.on("chat:edit", edit)
-    door.on("chat:delete", delete)
-    door.on("chat:typing", typing)
-    door.on("chat:read", read)
-    door.on("chat:sync", sync)
-    door.on("client:state", client_state)
-
-
-def _last_seqs(payload: Payload) -> dict[str, int]:
-    """``{room_id: last_seq}``, every key an id and every value a seq >= 0."""
-    rooms = payload.mapping("rooms")
-    wanted: dict[str, int] = {}
-    for room_id in rooms:
-        if not 1 <= len(room_id) <= 64:
-            raise Invalid("rooms keys must be room ids")
-        wanted[room_id] = rooms.integer(room_id, minimum=0)
-    return wanted
+    door.on(
+        "chat:join",
+        join,
+        payload=wire.RoomRef,
+        ack=wire.Joined,
+        summary="Join a room to receive its events; presence online goes to the room.",
+    )
+    door.on(
+        "chat:leave",
+        leave,
+        payload=wire.RoomRef,
+        ack=wire.Empty,
+        summary="Stop receiving a room's events (a room that is not the caller's: forbidden).",
+    )
+    door.on(
+        "chat:send",
+        send,
+        payload=wire.ChatSend,
+        ack=wire.MessageAck,
+        summary="Send a message: stored before the ack, then chat:message to the room. "
+        "Idempotent on client_msg_id for 24 h: a retry answers the first message.",
+    )
+    door.on(
+        "chat:edit",
+        edit,
+        payload=wire.ChatEdit,
+        ack=wire.MessageAck,
+        summary="Edit a message of the caller's: an edit event with the room's next seq.",
+    )
+    door.on(
+        "chat:delete",
+        delete,
+        payload=wire.ChatDelete,
+        ack=wire.MessageAck,
+        summary="Delete a message (its sender; admins may delete any): a delete event.",
+    )
+    door.on(
+        "chat:typing",
+        typing,
+        payload=wire.Typing,
+        ack=wire.Empty,
+        summary="Typing or not; repeats of the same state are thinned, a change always goes.",
+    )
+    door.on(
+        "chat:read",
+        read,
+        payload=wire.ReadMarker,
+        ack=wire.Empty,
+        summary="Move the caller's read marker forward (it never moves back).",
+    )
+    door.on(
+        "chat:sync",
+        sync,
+        payload=wire.Sync,
+        ack=wire.Synced,
+        summary="Everything after the seqs the client has, at most 500 a room: the "
+        "reconnect recipe (sync, then join).",
+    )
+    door.on(
+        "client:state",
+        client_state,
+        payload=wire.ClientState,
+        ack=wire.Empty,
+        summary="The app went to the background or came back: with every socket in the "
+        "background, chat and notifications go by push too.",
+    )

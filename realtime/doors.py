@@ -11,12 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import socketio
 
 from realtime import rooms
 from realtime.acks import error_ack, ok_ack
+from realtime.catalog import ClientEvent, EventCatalog
 from realtime.codec import UNPARSEABLE
 from realtime.expiry import TokenExpiry
 from realtime.servers import SocketServers
@@ -26,16 +27,18 @@ from services.addresses import ClientAddresses
 from services.auth import AuthService, Identity
 from services.errors import Internal, Invalid, RateLimited, Unauthorized, Unavailable
 from services.metrics import Metrics
-from services.validation import Payload, as_payload
+from services.wire.base import Reply, Request, parse
 from storage.errors import as_app_error
 
 __all__ = ["AnonymousHandler", "Handler", "SocketDoor"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[SocketSession, Payload], Awaitable[dict[str, Any] | None]]
-AnonymousHandler = Callable[[str, Payload], Awaitable[dict[str, Any] | None]]
+M = TypeVar("M", bound=Request)
+Handler = Callable[[SocketSession, M], Awaitable[dict[str, Any] | None]]
+AnonymousHandler = Callable[[str, M], Awaitable[dict[str, Any] | None]]
 Hook = Callable[[SocketSession], Awaitable[None]]
+_Call = Callable[[SocketSession | None, Any], Awaitable[dict[str, Any] | None]]
 
 
 class SocketDoor:
@@ -50,7 +53,9 @@ class SocketDoor:
         policy: ConnectionPolicy | None = None,
         expiry: TokenExpiry | None = None,
         addresses: ClientAddresses | None = None,
+        catalog: EventCatalog | None = None,
     ) -> None:
+        self.catalog = catalog or EventCatalog()
         self._expiry = expiry
         self._addresses = addresses or ClientAddresses()
         self._servers = servers
@@ -109,28 +114,55 @@ class SocketDoor:
 
     # -- registration -----------------------------------------------------------------------
 
-    def on(self, event: str, handler: Handler) -> None:
-        """An event on ``/`` from an authenticated socket."""
+    def on(
+        self,
+        event: str,
+        handler: Handler[M],
+        *,
+        payload: type[M],
+        ack: type[Reply],
+        summary: str,
+    ) -> None:
+        """An event on ``/`` from an authenticated socket: its payload is parsed as
+        ``payload`` (a failure is the ``invalid`` ack) and described in the catalog."""
+        self.catalog.add(ClientEvent(rooms.MAIN, event, payload, ack, summary))
         for server in self._servers.all:
-            self._on(server, event, handler, rooms.MAIN)
+            self._on(server, event, handler, payload)
 
-    def _on(self, server: socketio.AsyncServer, event: str, handler: Handler, ns: str) -> None:
+    def _on(
+        self, server: socketio.AsyncServer, event: str, handler: Handler[M], model: type[M]
+    ) -> None:
         async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
-            return await self._dispatch(event, sid, args, handler)
+            return await self._dispatch(event, sid, args, handler, model)
 
-        server.on(event, dispatch, namespace=ns)
+        server.on(event, dispatch, namespace=rooms.MAIN)
 
-    def on_live(self, event: str, handler: AnonymousHandler) -> None:
+    def on_live(
+        self,
+        event: str,
+        handler: AnonymousHandler[M],
+        *,
+        payload: type[M],
+        ack: type[Reply],
+        summary: str,
+    ) -> None:
         """An event on the public ``/live`` namespace."""
+        self.catalog.add(ClientEvent(rooms.LIVE, event, payload, ack, summary))
         for server in self._servers.all:
-            self._on_live(server, event, handler)
+            self._on_live(server, event, handler, payload)
 
-    def _on_live(self, server: socketio.AsyncServer, event: str, handler: AnonymousHandler) -> None:
+    def _on_live(
+        self,
+        server: socketio.AsyncServer,
+        event: str,
+        handler: AnonymousHandler[M],
+        model: type[M],
+    ) -> None:
         async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
-            async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
+            async def call(_: SocketSession | None, payload: M) -> dict[str, Any] | None:
                 return await handler(sid, payload)
 
-            return await self._run(event, None, args, call, sid=sid, namespace=rooms.LIVE)
+            return await self._run(event, None, args, call, model, sid=sid, namespace=rooms.LIVE)
 
         server.on(event, dispatch, namespace=rooms.LIVE)
 
@@ -321,25 +353,26 @@ class SocketDoor:
     # -- events -----------------------------------------------------------------------------
 
     async def _dispatch(
-        self, event: str, sid: str, args: tuple[Any, ...], handler: Handler
+        self, event: str, sid: str, args: tuple[Any, ...], handler: Handler[M], model: type[M]
     ) -> dict[str, Any]:
         session = self._sessions.get(sid)
 
-        async def call(_: SocketSession | None, payload: Payload) -> dict[str, Any] | None:
+        async def call(_: SocketSession | None, payload: M) -> dict[str, Any] | None:
             if session is None:
                 raise Unauthorized()
             if self._expiry is not None and self._expiry.expired(session):
                 raise Unauthorized("the access token expired; refresh it and connect again")
             return await handler(session, payload)
 
-        return await self._run(event, session, args, call, sid=sid, namespace=rooms.MAIN)
+        return await self._run(event, session, args, call, model, sid=sid, namespace=rooms.MAIN)
 
     async def _run(
         self,
         event: str,
         session: SocketSession | None,
         args: tuple[Any, ...],
-        call: Callable[[SocketSession | None, Payload], Awaitable[dict[str, Any] | None]],
+        call: _Call,
+        model: type[Request],
         *,
         sid: str,
         namespace: str,
@@ -363,7 +396,7 @@ class SocketDoor:
                 raise Unavailable("this node is shutting down; reconnect")
             if args and args[0] is UNPARSEABLE:
                 raise Invalid("the payload is not JSON this server reads (or nested too deep)")
-            payload = as_payload(args[0] if args else None)
+            payload = parse(model, args[0] if args else None)
             ack = ok_ack(await call(session, payload))
         except Exception as exc:
             error = as_app_error(exc)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import aiohttp
+import orjson
 import socketio
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -23,6 +25,7 @@ from redis.asyncio import Redis
 
 from handlers import auth as auth_routes
 from handlers import dashboard as dashboard_routes
+from handlers import docs as docs_routes
 from handlers import notifications as notification_routes
 from handlers import ops as ops_routes
 from handlers import projects as project_routes
@@ -32,7 +35,9 @@ from handlers import sos as sos_routes
 from handlers import uploads as upload_routes
 from handlers import webhooks as webhook_routes
 from handlers.common import RestDoor
+from handlers.docs import ApiDocuments
 from handlers.middleware import lifeline_middleware
+from handlers.openapi import openapi_document
 from integrations.fcm import FcmPush, UrgentPush
 from integrations.jwks import JwksVerifier
 from integrations.kafka import KafkaBridge
@@ -42,6 +47,7 @@ from realtime import account as account_events
 from realtime import chat as chat_events
 from realtime import live as live_events
 from realtime import sos as sos_events
+from realtime.asyncapi import asyncapi_document
 from realtime.codec import SocketJson
 from realtime.doors import SocketDoor
 from realtime.expiry import TokenExpiry
@@ -92,11 +98,12 @@ from storage.tokens import TokenRepository
 from storage.uploads import UploadRepository
 from storage.users import UserRepository
 
-__all__ = ["SOCKETIO", "create_app"]
+__all__ = ["API_DOCUMENTS", "SOCKETIO", "create_app"]
 
 log = logging.getLogger(__name__)
 
 SOCKETIO = web.AppKey("socketio", socketio.AsyncServer)
+API_DOCUMENTS = web.AppKey("api_documents", ApiDocuments)
 
 
 def create_app(
@@ -186,8 +193,9 @@ def create_app(
     )
 
     # -- the domain -----------------------------------------------------------------------------
-    http = aiohttp.ClientSession()
     auth_settings = settings.auth
+    # Only what calls out needs a client session (and a node without one holds none).
+    http = aiohttp.ClientSession() if auth_settings.jwks_url else None
     external = (
         JwksVerifier(
             auth_settings.jwks_url,
@@ -195,7 +203,7 @@ def create_app(
             audience=auth_settings.jwks_audience,
             session=http,
         )
-        if auth_settings.jwks_url
+        if auth_settings.jwks_url and http is not None
         else None
     )
     auth = AuthService(
@@ -429,7 +437,10 @@ def create_app(
             await check("mongodb", archive.ping())
         return checks
 
-    for table in (
+    dashboard_pages, dashboard_api = dashboard_routes.routes(rest, ops)
+    documents = ApiDocuments()
+    docs_api, docs_pages = docs_routes.routes(documents)
+    apis = (
         ops_routes.routes(node_id=settings.node_id, readiness=readiness, metrics=metrics),
         auth_routes.routes(rest, auth, accounts),
         publish_routes.routes(rest, PublishService(fanout)),
@@ -437,7 +448,7 @@ def create_app(
         sos_routes.routes(rest, sos),
         notification_routes.routes(rest, notifications, events),
         project_routes.routes(tickers),
-        dashboard_routes.routes(rest, ops),
+        dashboard_api,
         upload_routes.routes(
             rest,
             attachments,
@@ -451,9 +462,28 @@ def create_app(
             else None,
             public_url=settings.providers.twilio_status_url,
         ),
-    ):
-        app.add_routes(table)
+        docs_api,
+    )
+    for api in apis:
+        app.add_routes(api.table)
+    app.add_routes(dashboard_pages)
+    app.add_routes(docs_pages)
+    # Described from the declarations the doors validate with, once, as served.
+    version = _version()
+    documents.openapi = orjson.dumps(
+        openapi_document(
+            [op for api in apis for op in api.operations],
+            version=version,
+            server_url=upload_settings.public_url or None,
+            event_types=events.types,
+            channel_names=channels.names,
+            upload_types=upload_settings.types,
+            upload_max_bytes=upload_settings.max_bytes,
+        )
+    )
+    documents.asyncapi = orjson.dumps(asyncapi_document(door.catalog, version=version))
     app[SOCKETIO] = sio
+    app[API_DOCUMENTS] = documents
 
     # -- lifetime -------------------------------------------------------------------------------
     async def lifetime(_: web.Application) -> AsyncIterator[None]:
@@ -508,7 +538,8 @@ def create_app(
                 await archive.close()
             if redis is not None:
                 await redis.aclose()
-            await http.close()
+            if http is not None:
+                await http.close()
             await pool.close()
 
     async def drain(_: web.Application) -> None:
@@ -555,6 +586,13 @@ def _abuse_limits(settings: Settings) -> AbuseLimits:
         events_per_s=limits.socket_events_per_s,
         event_burst=limits.socket_event_burst,
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("lifeline")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "0+unknown"
 
 
 def _total(counter: Counter) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import logging
 import secrets
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from handlers.docs import ApiDocuments
 from server.embedded_pg import EmbeddedPostgres
 from server.logs import configure_logging
 from server.settings import DEV_API_KEY, Settings, SettingsError
@@ -51,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         nargs="?",
         default="serve",
-        choices=("serve", "rotate-keys", "archive"),
+        choices=("serve", "rotate-keys", "archive", "api-docs"),
         help="serve (default); rotate-keys: re-encrypt personal data with the first data key; "
-        "archive --now: move what is past the hot window to the MongoDB archive, then exit",
+        "archive --now: move what is past the hot window to the MongoDB archive, then exit; "
+        "api-docs: print the API described as docs/API.md (Markdown), or --json DIR: write "
+        "openapi.json and asyncapi.json there",
     )
     parser.add_argument("--now", action="store_true", help="with archive: move at once")
+    parser.add_argument("--json", metavar="DIR", help="with api-docs: write the two documents")
     args = parser.parse_args(argv)
+    if args.command == "api-docs":
+        return _api_docs(args.json)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -122,6 +129,32 @@ def main(argv: list[str] | None = None) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+def _api_docs(json_dir: str | None) -> int:
+    """The documents a node serves, built from its declarations; no database is touched."""
+    from server.apidocs import markdown
+
+    documents = asyncio.run(_describe())
+    if json_dir:
+        folder = Path(json_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "openapi.json").write_bytes(documents.openapi)
+        (folder / "asyncapi.json").write_bytes(documents.asyncapi)
+        return 0
+    sys.stdout.write(markdown(json.loads(documents.openapi), json.loads(documents.asyncapi)))
+    return 0
+
+
+async def _describe() -> ApiDocuments:
+    from server.app import API_DOCUMENTS, create_app
+
+    settings = Settings(
+        database_url="postgresql://describing-only",
+        auth=replace(Settings().auth, jwt_secret=secrets.token_urlsafe(32)),
+        data_keys=(("describe", secrets.token_bytes(32)),),
+    )
+    return create_app(settings)[API_DOCUMENTS]
 
 
 async def _rotate(dsn: str, keys: tuple[tuple[str, bytes], ...]) -> dict[str, int]:

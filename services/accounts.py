@@ -20,7 +20,7 @@ from typing import Any
 
 from services.auth import REGISTRABLE_ROLES, AuthService, Identity
 from services.clock import Clock
-from services.errors import Forbidden, Invalid, NotFound, RateLimited
+from services.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited
 from services.totp import new_secret, provisioning_uri, totp_step
 from storage.codes import CodeRepository
 from storage.db import Database
@@ -201,7 +201,7 @@ class AccountService:
         async with self._db.transaction() as conn:
             state = await self._users.totp(conn, identity.user_id, lock=True)
             if state.pending is None:
-                raise Invalid("no two-factor setup is pending: POST /me/totp first")
+                raise Conflict("no two-factor setup is pending: POST /me/totp first")
             step = totp_step(state.pending, code, now=self._clock.now(), after=None)
             if step is None:
                 raise Invalid("wrong code")
@@ -213,7 +213,7 @@ class AccountService:
         async with self._db.transaction() as conn:
             state = await self._users.totp(conn, identity.user_id, lock=True)
             if state.secret is None:
-                raise Invalid("two-factor is not on")
+                raise Conflict("two-factor is not on")
             step = totp_step(state.secret, code, now=self._clock.now(), after=state.last_step)
             if step is None:
                 raise Invalid("wrong or already used code")
@@ -241,7 +241,7 @@ class AccountService:
         if role is not None and role not in _ROLES:
             raise Invalid(f"role must be one of {', '.join(_ROLES)}")
         if target == identity.user_id and blocked:
-            raise Invalid("operators do not block themselves")
+            raise Forbidden("operators do not block themselves")
         now = self._clock.now()
         async with self._db.transaction() as conn:
             if role is not None:

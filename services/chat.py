@@ -111,7 +111,7 @@ class ChatService:
         for raw in member_ids:
             member = as_uuid(raw)
             if member is None:
-                raise Invalid(f"unknown user id: {raw}")
+                raise NotFound(f"no such user: {raw}")
             if member != user_id and member not in others:
                 others.append(member)
         if kind == "direct":
@@ -127,7 +127,7 @@ class ChatService:
             direct_key = None
         unknown = set(others) - await self._rooms.existing_users(others)
         if unknown:
-            raise Invalid("unknown user ids: " + ", ".join(sorted(unknown)))
+            raise NotFound("no such users: " + ", ".join(sorted(unknown)))
         async with self._db.transaction() as conn:
             return await self._rooms.create(
                 conn,
@@ -176,7 +176,7 @@ class ChatService:
         ids = list(dict.fromkeys(u for u in wanted if u is not None))
         unknown = set(ids) - await self._rooms.existing_users(ids)
         if unknown:
-            raise Invalid("unknown user ids: " + ", ".join(sorted(unknown)))
+            raise NotFound("no such users: " + ", ".join(sorted(unknown)))
         async with self._db.transaction() as conn:
             room = await self._locked_group(conn, room_id, actor, need=_MANAGERS)
             new = [u for u in ids if u not in await self._rooms.members_among(conn, room, ids)]

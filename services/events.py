@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.auth import REGISTRABLE_ROLES
 from services.clock import Clock, iso, parse_iso
 from services.errors import Invalid
 from services.notifications import DEFAULT_CHANNELS, NotificationService, Prepared
 from services.ports import AccountBlocks, Fanout
-from services.validation import Payload, as_payload
+from services.wire import events as wire
+from services.wire.base import Request, parse
 from storage.db import Database, Queryable
 from storage.events import EventLog
 from storage.projects import ProjectRepository
@@ -41,19 +41,16 @@ class Envelope:
     event_id: str
     type: str
     occurred_at: float
-    payload: Payload
+    payload: dict[str, Any]
 
 
 def parse_envelope(data: Any) -> Envelope:
-    body = as_payload(data, "event")
-    event_id = body.string("event_id", max_len=200)
-    type_ = body.string("type", max_len=100)
-    raw_at = body.string("occurred_at", max_len=64)
+    body = data if isinstance(data, wire.Envelope) else parse(wire.Envelope, data, what="event")
     try:
-        occurred_at = parse_iso(raw_at).timestamp()
+        occurred_at = parse_iso(body.occurred_at).timestamp()
     except ValueError:
         raise Invalid("occurred_at must be an ISO 8601 timestamp") from None
-    return Envelope(event_id, type_, occurred_at, body.mapping("payload"))
+    return Envelope(body.event_id, body.type, occurred_at, body.payload)
 
 
 def money(amount_minor: int, currency: str) -> str:
@@ -87,22 +84,32 @@ class EventService:
         self._blocks = blocks
         self._fanout = fanout
         self._clock = clock
-        # type -> (parse the payload before the transaction, apply it inside)
-        self._handlers: dict[str, tuple[Callable[[Payload], Any], Handler]] = {
-            "donation.created": (self._parse_donation, self._donation),
-            "notification.requested": (self._parse_request, self._requested),
-            "project.updated": (self._parse_project, self._project),
-            "user.created": (self._parse_user, self._user),
-            "payment.succeeded": (self._parse_payment, self._payment_succeeded),
-            "payment.failed": (self._parse_payment, self._payment_failed),
-            "lesson.completed": (self._parse_lesson, self._lesson),
-            "user.blocked": (self._parse_user_ref, self._user_blocked),
-            "user.unblocked": (self._parse_user_ref, self._user_unblocked),
+        # type -> (the payload's model, read before the transaction; the effect inside it)
+        self._handlers: dict[str, tuple[type[Request], Handler]] = {
+            "donation.created": (wire.DonationCreated, self._donation),
+            "notification.requested": (wire.NotificationRequested, self._requested),
+            "project.updated": (wire.ProjectUpdated, self._project),
+            "user.created": (wire.UserCreated, self._user),
+            "payment.succeeded": (wire.Payment, self._payment_succeeded),
+            "payment.failed": (wire.Payment, self._payment_failed),
+            "lesson.completed": (wire.LessonCompleted, self._lesson),
+            "user.blocked": (wire.UserRef, self._user_blocked),
+            "user.unblocked": (wire.UserRef, self._user_unblocked),
         }
 
-    def parse_request(self, payload: Payload) -> dict[str, Any]:
-        """A ``notification.requested`` payload (also the body of POST /notifications)."""
-        return self._parse_request(payload)
+    @property
+    def types(self) -> dict[str, type[Request]]:
+        """Each event type with its payload's model (the API documents describe them)."""
+        return {type_: model for type_, (model, _) in self._handlers.items()}
+
+    def channels_of(self, request: wire.NotificationRequested) -> tuple[str, ...]:
+        """The channels a notification request asks for, each one this node has."""
+        if request.channels is None:
+            return DEFAULT_CHANNELS
+        names = self._notifications.channel_names
+        if any(c not in names for c in request.channels):
+            raise Invalid(f"channels must be a list of {', '.join(names)}")
+        return tuple(dict.fromkeys(request.channels))
 
     async def apply(self, data: Any, *, source: str) -> bool:
         """Apply one envelope; False if its event_id was applied before."""
@@ -110,8 +117,8 @@ class EventService:
         entry = self._handlers.get(envelope.type)
         if entry is None:
             raise UnknownEventType(f"unknown event type {envelope.type!r}")
-        parse, handle = entry
-        parsed = parse(envelope.payload)
+        model, handle = entry
+        parsed = self._payload(envelope.type, parse(model, envelope.payload, what="payload"))
         async with self._db.transaction() as conn:
             if not await EventLog.mark_applied(
                 conn, envelope.event_id, type_=envelope.type, source=source
@@ -131,92 +138,18 @@ class EventService:
 
     # -- payloads -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _parse_donation(p: Payload) -> dict[str, Any]:
-        currency = p.string("currency", min_len=3, max_len=3)
-        if not currency.isalpha() or not currency.isupper():
-            raise Invalid("currency must be an ISO 4217 code such as EUR")
-        return {
-            "project_id": p.identifier("project_id"),
-            "amount_minor": p.integer("amount_minor", minimum=1, maximum=10**15),
-            "currency": currency,
-            "donor_id": p.opt_identifier("donor_id"),
-            "donor_display": p.string("donor_display", max_len=100),
-            "message": p.opt_string("message", max_len=500),
-        }
-
-    def _parse_request(self, p: Payload) -> dict[str, Any]:
-        channels = p.raw("channels")
-        if channels is None:
-            chosen = DEFAULT_CHANNELS
-        else:
-            if (
-                not isinstance(channels, list)
-                or not channels
-                or any(c not in self._notifications.channel_names for c in channels)
-            ):
-                names = ", ".join(self._notifications.channel_names)
-                raise Invalid(f"channels must be a list of {names}")
-            chosen = tuple(dict.fromkeys(channels))
-        data = p.raw("data")
-        if data is not None and not isinstance(data, dict):
-            raise Invalid("data must be a JSON object")
-        return {
-            "user_ids": p.id_list("user_ids", max_items=10_000, min_items=1),
-            "kind": p.string("kind", max_len=64),
-            "title": p.string("title", max_len=200),
-            "body": p.string("body", max_len=2000),
-            "data": data or {},
-            "channels": chosen,
-        }
-
-    @staticmethod
-    def _parse_project(p: Payload) -> dict[str, Any]:
-        organizer = p.opt_identifier("organizer_id")
-        return {
-            "project_id": p.identifier("project_id"),
-            "organizer_id": as_uuid(organizer) if organizer else None,
-            "title": p.string("title", max_len=200),
-            "follower_ids": p.id_list("follower_ids", max_items=100_000),
-        }
-
-    @staticmethod
-    def _parse_user(p: Payload) -> dict[str, Any]:
-        user_id = as_uuid(p.identifier("user_id"))
-        if user_id is None:
-            raise Invalid("user_id must be a UUID")
-        return {
-            "user_id": user_id,
-            "email": p.string("email", max_len=254),
-            "display_name": p.string("display_name", max_len=100),
-            "role": p.choice("role", (*REGISTRABLE_ROLES, "admin"), default="donor"),
-        }
-
-    @staticmethod
-    def _parse_user_ref(p: Payload) -> dict[str, Any]:
-        user_id = as_uuid(p.identifier("user_id"))
-        if user_id is None:
-            raise Invalid("user_id must be a UUID")
-        return {"user_id": user_id}
-
-    @staticmethod
-    def _parse_payment(p: Payload) -> dict[str, Any]:
-        return {
-            "user_id": p.identifier("user_id"),
-            "amount_minor": p.integer("amount_minor", minimum=0, maximum=10**15),
-            "currency": p.string("currency", min_len=3, max_len=3),
-            "project_id": p.opt_identifier("project_id"),
-            "payment_id": p.opt_identifier("payment_id"),
-            "reason": p.opt_string("reason", max_len=300),
-        }
-
-    @staticmethod
-    def _parse_lesson(p: Payload) -> dict[str, Any]:
-        return {
-            "user_id": p.identifier("user_id"),
-            "course_title": p.string("course_title", max_len=200),
-            "lesson_title": p.string("lesson_title", max_len=200),
-        }
+    def _payload(self, type_: str, payload: Request) -> dict[str, Any]:
+        """The checked payload as the effects read it."""
+        d = payload.model_dump()
+        if isinstance(payload, wire.NotificationRequested):
+            d["data"] = d["data"] or {}
+            d["channels"] = self.channels_of(payload)
+        elif isinstance(payload, wire.ProjectUpdated):
+            # Another service's organizer id: kept only when it can name a user here.
+            d["organizer_id"] = as_uuid(d["organizer_id"]) if d["organizer_id"] else None
+        elif isinstance(payload, wire.UserCreated | wire.UserRef):
+            d["user_id"] = as_uuid(d["user_id"])
+        return d
 
     # -- effects ------------------------------------------------------------------------------
 

@@ -6,13 +6,11 @@ from typing import Any
 
 from services.errors import Invalid
 from services.ports import Fanout
+from services.wire.rest import RESERVED_EVENTS
 
 __all__ = ["PublishService"]
 
-# Socket.IO reserves these names on the client side.
-_RESERVED = frozenset(
-    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
-)
+_RESERVED = frozenset(RESERVED_EVENTS)
 _KINDS = ("user", "room", "project")
 
 

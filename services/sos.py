@@ -118,7 +118,7 @@ class SosService:
         if user_id is not None:
             contact_user = as_uuid(user_id)
             if contact_user is None or await self._users.by_id(contact_user) is None:
-                raise Invalid(f"unknown user id: {user_id}")
+                raise NotFound(f"no such user: {user_id}")
             if contact_user == owner_id:
                 raise Invalid("you cannot be your own emergency contact")
             user_id = contact_user

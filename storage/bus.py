@@ -147,7 +147,7 @@ class RedisPeerBus:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def _listen(self, pubsub: PubSub) -> None:
         last_ping = time.monotonic()

@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import socketio
 
+from tests.contract import contract
+
 
 @dataclass
 class Account:
@@ -42,6 +44,9 @@ class Api:
         data: bytes | str | None = None,
     ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
         merged = dict(headers or {})
+        published = json.get("event") if isinstance(json, dict) else None
+        if path == "/api/v1/publish" and isinstance(published, str):
+            contract.published.add(published)  # its data is the publisher's, not ours
         if token:
             merged["Authorization"] = f"Bearer {token}"
         async with self.http.request(
@@ -135,6 +140,7 @@ class Socket:
 
         @self.sio.on("*", namespace="*")
         async def any_event(event: str, namespace: str, data: Any = None) -> None:
+            contract.event(event, data)
             self.inbox.record(event, data)
 
         @self.sio.on("disconnect", namespace="*")
@@ -151,6 +157,12 @@ class Socket:
         transports: list[str] | None = None,
     ) -> None:
         auth = {"token": token} if token is not None else None
+        if not contract.loaded:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url.rstrip("/") + "/api/v1/asyncapi.json") as answer,
+            ):
+                contract.load(await answer.read())
         await self.sio.connect(
             url,
             auth=auth,
@@ -160,7 +172,9 @@ class Socket:
         )
 
     async def call(self, event: str, data: Any = None, *, namespace: str = "/") -> Any:
-        return await self.sio.call(event, data, namespace=namespace, timeout=10)
+        ack = await self.sio.call(event, data, namespace=namespace, timeout=10)
+        contract.ack(event, ack)
+        return ack
 
     async def emit(self, event: str, data: Any = None, *, namespace: str = "/") -> None:
         await self.sio.emit(event, data, namespace=namespace)
@@ -213,6 +227,7 @@ class ChatFollower:
 
         @socket.sio.on("chat:message")
         async def on_message(data: dict[str, Any]) -> None:
+            contract.event("chat:message", data)
             message = data["message"]
             room = message["room_id"]
             if message["seq"] == self.last_seq.get(room, -1) + 1:

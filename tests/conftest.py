@@ -21,6 +21,7 @@ from server.settings import AuthSettings, LimitSettings, ProviderSettings, Setti
 from storage.crypto import parse_keys
 from storage.db import apply_migrations, create_pool
 from tests.clients import Api, Socket
+from tests.contract import contract
 from tests.providers import ProviderRecorder, SmtpRecorder
 from tests.services import (
     API_KEY,
@@ -60,6 +61,17 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+
+@pytest.fixture(autouse=True)
+def socket_contract() -> Iterator[None]:
+    """Every event and ack the test clients saw matches the AsyncAPI document."""
+    contract.violations.clear()
+    contract.published.clear()
+    yield
+    violations = list(contract.violations)
+    contract.violations.clear()
+    assert not violations, "\n".join(violations)
 
 
 @pytest.fixture(scope="session")

@@ -397,7 +397,8 @@ class MongoServer:
 def start_mongo(log: Path) -> MongoServer:
     process, out, port = _spawn_on_port(
         "secantusd-py",
-        ["--host", "127.0.0.1"],
+        # Its data beside its log, never the default ./secantus-data in the checkout.
+        ["--host", "127.0.0.1", "--storage-path", str(log.parent / "secantus-data")],
         log,
         port_flag="--port",
         hint="pip install secantusdb",

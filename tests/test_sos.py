@@ -73,7 +73,6 @@ async def test_contacts_are_users_or_phone_numbers_up_to_twenty(server: Running)
         {"phone": "12345", "name": "Short"},
         {"phone": "+1 555 0000 000 000", "name": "Nonsense"},
         {"user_id": alice.id, "name": "Myself"},
-        {"user_id": str(uuid.uuid4()), "name": "Ghost"},
         {"user_id": bob.id},
         {"phone": 4915112345678, "name": "Number"},
     ]
@@ -82,6 +81,14 @@ async def test_contacts_are_users_or_phone_numbers_up_to_twenty(server: Running)
             "POST", "/api/v1/contacts", json=body, token=alice.access_token
         )
         assert status == 400 and answer["error"]["code"] == "invalid", body
+    # A user who does not exist is not_found, as any id that names nothing.
+    status, answer, _ = await server.api.call(
+        "POST",
+        "/api/v1/contacts",
+        json={"user_id": str(uuid.uuid4()), "name": "Ghost"},
+        token=alice.access_token,
+    )
+    assert status == 404 and answer["error"]["code"] == "not_found"
     status, answer, _ = await server.api.call(
         "POST",
         "/api/v1/contacts",
