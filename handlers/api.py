@@ -200,16 +200,20 @@ class Api:
 
 def parse_query(model: type[B], query: MultiMapping[str]) -> B:
     """A query string as ``model``: whole numbers as digits, booleans as
-    ``true``/``false``, empty values as absent; ``invalid`` otherwise."""
+    ``true``/``false``, an empty string as absent; ``invalid`` otherwise."""
     values: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         given = query.getall(name, [])
         if len(given) > 1:
             raise Invalid(f"{name} is given more than once")
         raw = given[0] if given else None
-        if raw is None or raw == "":
+        if raw is None:
             continue
         kinds = _kinds(info.annotation)
+        if raw == "" and (bool in kinds or int in kinds):
+            raise Invalid(f"{name} is empty: leave it out, or give a value")
+        if raw == "":
+            continue
         if bool in kinds:
             if raw not in ("true", "false"):
                 raise Invalid(f"{name} must be true or false")

@@ -9,21 +9,13 @@ dashboard's other libraries and served by the node under its strict CSP.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
 from handlers.api import Api, Auth
 from handlers.dashboard import STATIC
-from services.errors import Unavailable
 
 __all__ = ["ApiDocuments", "routes"]
-
-_SWAGGER = Path(__file__).resolve().parent / "dashboard" / "node_modules" / "swagger-ui-dist"
-_VENDOR = {
-    "swagger-ui-bundle.js": "application/javascript",
-    "swagger-ui.css": "text/css",
-}
 
 
 @dataclass(slots=True)
@@ -70,17 +62,5 @@ def routes(documents: ApiDocuments) -> tuple[Api, web.RouteTableDef]:
     @table.get("/api/docs")
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "api-docs.html", headers={"Cache-Control": "no-cache"})
-
-    @table.get("/static/vendor/swagger-ui/{name}")
-    async def vendor(request: web.Request) -> web.FileResponse:
-        name = request.match_info["name"]
-        path = _SWAGGER / name
-        if name not in _VENDOR:
-            raise web.HTTPNotFound()
-        if not path.is_file():
-            raise Unavailable("the docs page's renderer is not installed: run scripts/setup")
-        return web.FileResponse(
-            path, headers={"Content-Type": _VENDOR[name], "Cache-Control": "public, max-age=3600"}
-        )
 
     return api, table

@@ -23,7 +23,6 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": CSP,
 }
 
 
@@ -47,8 +46,10 @@ def _from_http(exc: web.HTTPException) -> AppError:
     return Internal()
 
 
-def lifeline_middleware(metrics: Metrics) -> Middleware:
-    """Request ids, access metrics and the contract's error shape on every answer."""
+def lifeline_middleware(metrics: Metrics, *, csp: str = CSP) -> Middleware:
+    """Request ids, access metrics, security headers and the contract's error shape on
+    every answer."""
+    security = {**_SECURITY_HEADERS, "Content-Security-Policy": csp}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,7 +81,7 @@ def lifeline_middleware(metrics: Metrics) -> Middleware:
                     response.headers["Allow"] = ", ".join(sorted(allowed.allowed_methods))
             response.headers["X-Request-Id"] = request_id
             if not response.prepared:  # a WebSocket's answer went out long ago
-                response.headers.update(_SECURITY_HEADERS)
+                response.headers.update(security)
             metrics.http_requests.labels(route, request.method, str(response.status)).inc()
             return response
         finally:

@@ -20,7 +20,7 @@ import socketio
 from aiohttp import web
 from argon2 import PasswordHasher
 from argon2 import Type as Argon2Type
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
 from handlers import auth as auth_routes
@@ -35,6 +35,7 @@ from handlers import sos as sos_routes
 from handlers import uploads as upload_routes
 from handlers import webhooks as webhook_routes
 from handlers.common import RestDoor
+from handlers.dashboard import content_security_policy
 from handlers.docs import ApiDocuments
 from handlers.middleware import lifeline_middleware
 from handlers.openapi import openapi_document
@@ -124,7 +125,9 @@ def create_app(
     clock = clock or SystemClock()
     metrics = Metrics()
     limits = settings.limits
-    middlewares = [lifeline_middleware(metrics)]
+    middlewares = [
+        lifeline_middleware(metrics, csp=content_security_policy(settings.map_tiles_url))
+    ]
     if not settings.ws_compression:
         middlewares.append(without_ws_compression)
     app = web.Application(middlewares=middlewares, client_max_size=limits.max_payload_bytes)
@@ -352,7 +355,7 @@ def create_app(
         clock=clock,
         on_after_commit_error=lambda type_: metrics.errors.labels("internal", "after-commit").inc(),
     )
-    tickers = TickerService(projects, fanout)
+    tickers = TickerService(projects, fanout, clock)
     addresses = ClientAddresses(auth_settings.trusted_proxies)
     expiry = TokenExpiry(sessions, fanout, clock, warn_s=auth_settings.expiring_notice_s)
     door = SocketDoor(
@@ -388,6 +391,7 @@ def create_app(
         clock=clock,
         socket_count=lambda: door.socket_count,
         events_total=lambda: _total(metrics.events_in) + _total(metrics.events_out),
+        kafka_lag=lambda: _sum(metrics.kafka_lag) if bridge is not None else None,
     )
     bridge = (
         KafkaBridge(
@@ -437,7 +441,9 @@ def create_app(
             await check("mongodb", archive.ping())
         return checks
 
-    dashboard_pages, dashboard_api = dashboard_routes.routes(rest, ops)
+    dashboard_pages, dashboard_api = dashboard_routes.routes(
+        rest, ops, map_tiles=(settings.map_tiles_url, settings.map_attribution)
+    )
     documents = ApiDocuments()
     docs_api, docs_pages = docs_routes.routes(documents)
     apis = (
@@ -593,6 +599,10 @@ def _version() -> str:
         return importlib.metadata.version("lifeline")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
         return "0+unknown"
+
+
+def _sum(gauge: Gauge) -> float:
+    return sum(s.value for m in gauge.collect() for s in m.samples)
 
 
 def _total(counter: Counter) -> float:

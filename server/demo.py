@@ -3,9 +3,10 @@
     python -m server.demo                       # http://127.0.0.1:8080, the development API key
     python -m server.demo --url http://host:8080 --api-key KEY --seconds 120
 
-It registers a few people (or signs them in again), then keeps sending
-``donation.created`` events for the project ``demo-water`` (POST /events),
-moves an SOS alert along a path, and chats in a room. Open the printed URLs.
+It registers a few people (or signs them in again), announces three projects with
+titles and goals (``project.updated``), gives each two days of donation history,
+then keeps sending ``donation.created`` events for them (POST /events), moves an
+SOS alert along a path, and chats in a room. Open the printed URLs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ import socketio
 from server.settings import DEV_API_KEY
 
 PROJECT = "demo-water"
+# (id, title, goal in minor units)
+PROJECTS = [
+    (PROJECT, "Clean water for Kisumu", 1_500_000),
+    ("demo-books", "School books for Lviv", 600_000),
+    ("demo-clinic", "A mobile clinic", 4_000_000),
+]
+HISTORY_S = 2 * 24 * 3600
 PASSWORD = "demo-password-123"  # noqa: S105 - demo accounts on a dev server
 DONORS = ["Amina", "Ben", "Chen", "Dora", "Emil", "Farah", "Goran", "Hana", "Anonymous"]
 MESSAGES = ["On my way", "Thanks!", "Water arrived", "Can you call me?", "All good here"]
@@ -43,39 +51,59 @@ async def _account(http: aiohttp.ClientSession, url: str, name: str, role: str) 
         return dict(await response.json())
 
 
-def _now() -> str:
-    moment = datetime.now(UTC)
+def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _now() -> str:
+    return _iso(datetime.now(UTC))
+
+
+def _donation(project_id: str) -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "amount_minor": random.choice([500, 1000, 2500, 5000, 10000]),
+        "currency": "EUR",
+        "donor_id": f"demo-{random.randint(1, 40)}",
+        "donor_display": random.choice(DONORS),
+        "message": random.choice([None, "Good luck!", "For the well", "From Berlin"]),
+    }
+
+
 async def donations(http: aiohttp.ClientSession, url: str, key: str, organizer: str) -> None:
-    await _event(
-        http,
-        url,
-        key,
-        "project.updated",
-        {
-            "project_id": PROJECT,
-            "organizer_id": organizer,
-            "title": "Clean water",
-            "follower_ids": [],
-        },
-    )
-    while True:
+    now = datetime.now(UTC).timestamp()
+    for project_id, title, goal in PROJECTS:
         await _event(
             http,
             url,
             key,
-            "donation.created",
+            "project.updated",
             {
-                "project_id": PROJECT,
-                "amount_minor": random.choice([500, 1000, 2500, 5000, 10000]),
-                "currency": "EUR",
-                "donor_id": f"demo-{random.randint(1, 40)}",
-                "donor_display": random.choice(DONORS),
-                "message": random.choice([None, "Good luck!", "For the well", "From Berlin"]),
+                "project_id": project_id,
+                "organizer_id": organizer,
+                "title": title,
+                "follower_ids": [],
+                "goal_minor": goal,
             },
         )
+        # Two days of history, so the charts have a shape from the first look.
+        history = [
+            {
+                "event_id": str(uuid.uuid4()),
+                "type": "donation.created",
+                "occurred_at": _iso(datetime.fromtimestamp(at, UTC)),
+                "payload": _donation(project_id),
+            }
+            for at in sorted(now - random.uniform(60, HISTORY_S) for _ in range(80))
+        ]
+        async with http.post(
+            url + "/api/v1/events", json={"events": history}, headers={"X-Api-Key": key}
+        ) as response:
+            if response.status != 202:
+                raise SystemExit(f"POST /events answered {response.status}")
+    while True:
+        project_id = random.choice(PROJECTS)[0]
+        await _event(http, url, key, "donation.created", _donation(project_id))
         await asyncio.sleep(random.uniform(0.5, 2.5))
 
 
@@ -158,6 +186,7 @@ async def main(url: str, key: str, seconds: float | None) -> None:
             headers={"Authorization": f"Bearer {patient['access_token']}"},
         ):
             pass  # 409 when the demo ran before: she is already a contact
+        print(f"projects:      {url}/")
         print(f"project page:  {url}/projects/{PROJECT}")
         print(f"operator view: {url}/operator  (an account listed in LIFELINE_ADMIN_EMAILS)")
         tasks = [

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from storage.crypto import parse_keys
 
@@ -28,6 +29,18 @@ __all__ = [
 
 # Printed at start in development so a newcomer can call the server API at once.
 DEV_API_KEY = "dev-api-key-change-me"
+
+
+def _tiles_url(value: str) -> str:
+    """An https (or http) URL with {z}, {x} and {y}, or empty."""
+    if not value:
+        return ""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("https", "http") or not parsed.netloc:
+        raise SettingsError("LIFELINE_MAP_TILES_URL must be an http(s) URL")
+    if not all(part in value for part in ("{z}", "{x}", "{y}")):
+        raise SettingsError("LIFELINE_MAP_TILES_URL must contain {z}, {x} and {y}")
+    return value
 
 
 class SettingsError(ValueError):
@@ -202,6 +215,9 @@ class Settings:
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     uploads: UploadSettings = field(default_factory=UploadSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    # The operator map's tile server ({z}/{x}/{y} URL); empty: an offline world outline.
+    map_tiles_url: str = ""
+    map_attribution: str = ""
 
     @property
     def uploads_dir(self) -> Path:
@@ -380,6 +396,8 @@ class Settings:
             log_level=reader.choice(
                 "LIFELINE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
+            map_tiles_url=_tiles_url(reader.text("LIFELINE_MAP_TILES_URL", "")),
+            map_attribution=reader.text("LIFELINE_MAP_ATTRIBUTION", ""),
             cors_origins=tuple(
                 o.strip() for o in reader.text("LIFELINE_CORS_ORIGINS", "").split(",") if o.strip()
             ),

@@ -39,6 +39,7 @@ from services.errors import (
 )
 from services.ports import SessionTerminator
 from services.totp import totp_step
+from services.wire.base import EMAIL_PATTERN
 from storage.db import Database, Queryable
 from storage.state import EphemeralState
 from storage.tokens import TokenRepository
@@ -56,7 +57,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REGISTRABLE_ROLES = ("patient", "relative", "doctor", "organizer", "donor")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{1,63}$")
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

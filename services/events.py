@@ -221,7 +221,11 @@ class EventService:
 
     async def _project(self, conn: Queryable, _: Envelope, p: dict[str, Any]) -> AfterCommit:
         await ProjectRepository.upsert(
-            conn, p["project_id"], organizer_id=p["organizer_id"], title=p["title"]
+            conn,
+            p["project_id"],
+            organizer_id=p["organizer_id"],
+            title=p["title"],
+            goal_minor=p["goal_minor"],
         )
         prepared = await self._notifications.prepare(
             conn,

@@ -16,6 +16,11 @@ from storage.users import UserRepository
 
 __all__ = ["OpsService"]
 
+OPEN_ALERTS = 200
+TRAIL_POINTS = 300
+# Delivery results by channel over this window.
+DELIVERIES_S = 3600
+
 log = logging.getLogger(__name__)
 
 
@@ -31,8 +36,10 @@ class OpsService:
         clock: Clock,
         socket_count: Callable[[], int],
         events_total: Callable[[], float],
+        kafka_lag: Callable[[], float | None] = lambda: None,
         report_every_s: float = 1.0,
     ) -> None:
+        self._kafka_lag = kafka_lag
         self._node_id = node_id
         self._nodes = nodes
         self._users = users
@@ -47,10 +54,15 @@ class OpsService:
         user = await self._users.by_id(user_id)
         if user is None or user.role != "admin":
             raise Forbidden("the operator view is for accounts with the role admin")
+        alerts = await self._alerts.open_alerts(limit=OPEN_ALERTS)
+        for alert in alerts:
+            # Where each person went: the map draws the trail, newest points last.
+            alert["trail"] = (await self._alerts.trail(alert["id"]))[-TRAIL_POINTS:]
         return {
             "nodes": await self._nodes.all(),
-            "alerts": await self._alerts.open_alerts(),
-            "deliveries": await self._deliveries.counts(since=self._clock.now() - 24 * 3600),
+            "alerts": alerts,
+            "deliveries": await self._deliveries.counts(since=self._clock.now() - DELIVERIES_S),
+            "deliveries_since_s": DELIVERIES_S,
         }
 
     async def run(self) -> None:
@@ -64,7 +76,11 @@ class OpsService:
             try:
                 await self._nodes.report(
                     self._node_id,
-                    {"sockets": self._socket_count(), "events_per_s": round(rate, 2)},
+                    {
+                        "sockets": self._socket_count(),
+                        "events_per_s": round(rate, 2),
+                        "kafka_lag": self._kafka_lag(),
+                    },
                     ttl_s=self._every * 5,
                 )
             except Exception:

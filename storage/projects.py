@@ -15,6 +15,11 @@ __all__ = ["ProjectRepository"]
 RECENT = 10
 
 
+def _like(text: str) -> str:
+    """``text`` matched literally inside ILIKE's pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _donation(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "amount_minor": row["amount_minor"],
@@ -30,17 +35,90 @@ class ProjectRepository:
 
     @staticmethod
     async def upsert(
-        conn: Queryable, project_id: str, *, organizer_id: str | None, title: str | None
+        conn: Queryable,
+        project_id: str,
+        *,
+        organizer_id: str | None,
+        title: str | None,
+        goal_minor: int | None = None,
     ) -> None:
         await conn.execute(
-            """INSERT INTO projects (id, organizer_id, title) VALUES ($1, $2::uuid, $3)
+            """INSERT INTO projects (id, organizer_id, title, goal_minor)
+               VALUES ($1, $2::uuid, $3, $4)
                ON CONFLICT (id) DO UPDATE
                   SET organizer_id = COALESCE(EXCLUDED.organizer_id, projects.organizer_id),
-                      title = COALESCE(EXCLUDED.title, projects.title), updated_at = now()""",
+                      title = COALESCE(EXCLUDED.title, projects.title),
+                      goal_minor = COALESCE(EXCLUDED.goal_minor, projects.goal_minor),
+                      updated_at = now()""",
             project_id,
             organizer_id,
             title,
+            goal_minor,
         )
+
+    async def listing(self, *, query: str | None, limit: int) -> list[dict[str, Any]]:
+        """Projects with their totals, the most recently active first; ``query`` finds
+        titles (and ids) containing it, case-insensitively."""
+        rows = await self._pool.fetch(
+            """SELECT id, title, currency, total_minor, donors_count, goal_minor, updated_at
+                 FROM projects
+                WHERE $1::text IS NULL
+                   OR title ILIKE '%' || $1 || '%' OR id ILIKE '%' || $1 || '%'
+                ORDER BY updated_at DESC, id
+                LIMIT $2""",
+            _like(query) if query else None,
+            limit,
+        )
+        return [
+            {
+                "project_id": r["id"],
+                "title": r["title"],
+                "currency": r["currency"],
+                "total_minor": r["total_minor"],
+                "donors_count": r["donors_count"],
+                "goal_minor": r["goal_minor"],
+                "updated_at": iso(r["updated_at"]),
+            }
+            for r in rows
+        ]
+
+    async def series(self, project_id: str, *, now: float, days: int) -> dict[str, Any]:
+        """Donations per hour over the last 48 hours and per day for ``days`` before,
+        every bucket present (zero when nothing came), oldest first, in one round trip."""
+        rows = await self._pool.fetch(
+            """WITH edge AS (SELECT date_trunc('hour', $2::timestamptz) - interval '47 hours'
+                                    AS hourly_from),
+               buckets AS (
+                 SELECT 'hour' AS unit, b AS start, b + interval '1 hour' AS stop
+                   FROM edge, generate_series(edge.hourly_from, $2::timestamptz,
+                                              interval '1 hour') AS b
+                 UNION ALL
+                 SELECT 'day', b, LEAST(b + interval '1 day', edge.hourly_from)
+                   FROM edge, generate_series(
+                          date_trunc('day', edge.hourly_from) - make_interval(days => $3),
+                          edge.hourly_from - interval '1 microsecond',
+                          interval '1 day') AS b)
+               SELECT k.unit, k.start, COALESCE(SUM(d.amount_minor), 0)::bigint AS amount_minor,
+                      COUNT(d.event_id) AS donations
+                 FROM buckets k
+                 LEFT JOIN donations d
+                   ON d.project_id = $1 AND d.at >= k.start AND d.at < k.stop
+                GROUP BY k.unit, k.start
+                ORDER BY k.start""",
+            project_id,
+            datetime.fromtimestamp(now, UTC),
+            days,
+        )
+        out: dict[str, list[dict[str, Any]]] = {"hourly": [], "daily": []}
+        for r in rows:
+            out["hourly" if r["unit"] == "hour" else "daily"].append(
+                {
+                    "at": iso(r["start"]),
+                    "amount_minor": r["amount_minor"],
+                    "donations": r["donations"],
+                }
+            )
+        return out
 
     @staticmethod
     async def add_donation(
@@ -107,7 +185,7 @@ class ProjectRepository:
     async def ticker(self, project_id: str) -> dict[str, Any]:
         """The totals and the last donations, in one round trip (viewers reconnect in herds)."""
         rows = await self._pool.fetch(
-            """SELECT p.total_minor, p.donors_count, p.currency,
+            """SELECT p.total_minor, p.donors_count, p.currency, p.title, p.goal_minor,
                       d.amount_minor, d.donor_display, d.message, d.at
                  FROM (SELECT 1) one
                  LEFT JOIN projects p ON p.id = $1
@@ -120,6 +198,8 @@ class ProjectRepository:
         first = rows[0]
         return {
             "project_id": project_id,
+            "title": first["title"],
+            "goal_minor": first["goal_minor"],
             "total_minor": first["total_minor"] or 0,
             "currency": first["currency"],
             "donors_count": first["donors_count"] or 0,

@@ -68,6 +68,9 @@ async def test_openapi_document_is_valid_and_describes_every_route(server: Runni
                     assert schema == error_ref, (method, path, status)
             if path.startswith("/api/v1/me") or path.startswith("/api/v1/rooms"):
                 assert operation["security"] == [{"bearer": []}], (method, path)
+    # Only JSON Schema's own keywords: a constraint pydantic could not express
+    # (a stray "ge" or "le") would describe nothing.
+    assert not _stray_keywords(document), _stray_keywords(document)
     publish = document["paths"]["/api/v1/publish"]["post"]
     assert publish["security"] == [{"apiKey": []}]
     assert "401" in publish["responses"] and "400" in publish["responses"]
@@ -83,6 +86,21 @@ async def test_openapi_document_is_valid_and_describes_every_route(server: Runni
         "user.created",
         "user.blocked",
     }
+
+
+def _stray_keywords(node: Any, where: str = "") -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("ge", "le", "gt", "lt", "min_length", "max_length") and not isinstance(
+                value, dict
+            ):
+                found.append(f"{where}/{key}")
+            found += _stray_keywords(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            found += _stray_keywords(value, f"{where}/{n}")
+    return found
 
 
 def _emitted_event_names() -> set[str]:
@@ -132,6 +150,7 @@ async def test_asyncapi_document_is_valid_and_describes_every_event(
     emitted = _emitted_event_names()
     assert {"chat:message", "sos:alert", "sos:delivery", "notification"} <= emitted
     assert emitted - messages == set()
+    assert not _stray_keywords(document), _stray_keywords(document)
     assert "donation" in messages and "presence" in messages
     # SOS events come with an ack request: the document says what the client answers.
     operations = document["operations"]

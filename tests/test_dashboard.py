@@ -6,9 +6,11 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_playwright, expect
 
 from server import demo
 from tests.clients import Socket
@@ -61,7 +63,8 @@ async def _shot(page: Page, name: str) -> None:
 async def test_the_project_page_moves_when_a_donation_reaches_the_broker(
     make_server: ServerFactory, db: str, kafka: KafkaBroker, browser: Browser
 ) -> None:
-    server = await make_server(base_settings(db, kafka_bootstrap_servers=kafka.bootstrap))
+    settings = base_settings(db, kafka_bootstrap_servers=kafka.bootstrap)
+    server = await make_server(settings.with_auth(admin_emails=("ops@lifeline.test",)))
     page, problems = await _page(browser, mobile=True)
     response = await page.goto(server.url + "/projects/p-web")
     assert response is not None and response.status == 200
@@ -97,6 +100,16 @@ async def test_the_project_page_moves_when_a_donation_reaches_the_broker(
     await page.reload()
     await expect(page.locator("#total")).to_have_attribute("data-total-minor", "2500")
     assert problems == []
+    # The operator view's node figures carry this node's Kafka consumer lag.
+    admin = await server.api.register(email="ops@lifeline.test")
+    for _ in range(50):
+        _, overview, _ = await server.api.call(
+            "GET", "/api/v1/ops/overview", token=admin.access_token
+        )
+        if overview["nodes"] and overview["nodes"][0]["kafka_lag"] is not None:
+            break
+        await page.wait_for_timeout(200)  # nodes report their figures every second
+    assert overview["nodes"][0]["kafka_lag"] == 0
 
 
 async def test_the_operator_view_stays_signed_in_past_its_access_token(
@@ -154,13 +167,28 @@ async def test_the_operator_sees_sos_markers_move(
     await page.fill("#email", "ops@lifeline.test")
     await page.fill("#password", "operator-secret")
     await page.click("button[type=submit]")
-    marker = page.locator(f'circle[data-alert-id="{alert_id}"]')
+    # Leaflet on the offline world outline (no tile server is configured).
+    await expect(page.locator('#map[data-base="outline"]')).to_be_visible(timeout=10_000)
+    assert await page.locator("path.world-land").count() >= 1
+    marker = page.locator(f'path.sos-marker[data-alert-id="{alert_id}"]')
     await marker.wait_for(timeout=10_000)
-    assert await marker.get_attribute("cx") == "2.35"
-    assert await marker.get_attribute("cy") == "-48.85"
+    await expect(page.locator("#alerts")).to_contain_text("48.8500, 2.3500")
+    before = await marker.bounding_box()
     await raiser.call("sos:location", {"alert_id": alert_id, "lat": 51.5, "lon": -0.12})
-    await expect(marker).to_have_attribute("cx", "-0.12")
+    await expect(page.locator("#alerts")).to_contain_text("51.5000, -0.1200")
+    after = await marker.bounding_box()
+    assert before is not None and after is not None
+    assert after["y"] < before["y"] and after["x"] < before["x"]  # north and west: London
+    # The trail runs from the raise point to the newest position.
+    trail = page.locator("path.sos-trail")
+    await expect(trail).to_have_count(1)
+    assert (await trail.get_attribute("d") or "").count("L") >= 1
     await expect(page.locator("#nodes tr")).not_to_have_count(0)
+    # Live charts of the nodes' figures, with the numbers beside them as text.
+    await expect(page.locator("#events-chart canvas")).to_have_count(1)
+    await expect(page.locator("#sockets-chart canvas")).to_have_count(1)
+    await expect(page.locator("#nodes-summary")).to_contain_text("sockets")
+    assert "no Kafka" in await page.inner_text("#nodes")
     assert "test-" in await page.inner_text("#nodes")  # base_settings names nodes test-...
     assert "Pat" in await page.inner_text("#alerts")
     # Each contact's receipt state, live: the helper's socket acked, then they acknowledge.
@@ -205,3 +233,161 @@ async def test_the_demo_feeds_a_running_server_through_public_apis(server: Runni
     assert status == 200
     _, rooms, _ = await server.api.call("GET", "/api/v1/rooms", token=rita["access_token"])
     assert rooms["rooms"] and rooms["rooms"][0]["last_seq"] >= 1
+
+
+async def _donate(server: Running, project_id: str, amount: int, **extra: Any) -> None:
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "type": "donation.created",
+        "occurred_at": extra.pop("at", None) or _now(),
+        "payload": {
+            "project_id": project_id,
+            "amount_minor": amount,
+            "currency": "EUR",
+            "donor_display": extra.pop("donor", "Ann"),
+        },
+    }
+    status, answer, _ = await server.api.call(
+        "POST", "/api/v1/events", json=body, headers={"X-Api-Key": API_KEY}
+    )
+    assert status == 202, answer
+
+
+async def _announce(server: Running, project_id: str, title: str, goal: int) -> None:
+    body = {
+        "event_id": str(uuid.uuid4()),
+        "type": "project.updated",
+        "occurred_at": _now(),
+        "payload": {
+            "project_id": project_id,
+            "title": title,
+            "follower_ids": [],
+            "goal_minor": goal,
+        },
+    }
+    status, answer, _ = await server.api.call(
+        "POST", "/api/v1/events", json=body, headers={"X-Api-Key": API_KEY}
+    )
+    assert status == 202, answer
+
+
+def _now(delta_s: float = 0) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=delta_s)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# "Within a second" of the server API answering, as the dashboard promises.
+LIVE_MS = 1_000
+
+
+@pytest.mark.parametrize("mobile", [False, True])
+async def test_the_start_page_lists_projects_that_move_live(
+    server: Running, browser: Browser, mobile: bool
+) -> None:
+    await _announce(server, "p-water", "Clean water", 10_000)
+    await _announce(server, "p-books", "School books", 4_000)
+    await _donate(server, "p-water", 2_500)
+    page, problems = await _page(browser, mobile=mobile)
+    await page.goto(server.url + "/")
+    # The first Tab reaches the skip link, for keyboard and screen-reader users.
+    await page.keyboard.press("Tab")
+    await expect(page.locator("a.skip")).to_be_focused()
+    water = page.locator('li[data-project-id="p-water"]')
+    await expect(page.locator("li.project")).to_have_count(2)
+    await expect(water.locator(".total")).to_have_attribute("data-total-minor", "2500")
+    await expect(water.locator("progress.goal")).to_have_attribute("data-value-minor", "2500")
+    await expect(water.locator(".goal-label")).to_contain_text("25%")
+    await expect(page.locator("#status")).to_have_text("live")
+    # Searching by title narrows the list, without typing an id.
+    await page.fill("#search", "book")
+    await expect(page.locator("li.project")).to_have_count(1)
+    await expect(page.locator('li[data-project-id="p-books"] a')).to_have_text("School books")
+    await page.fill("#search", "")
+    await expect(page.locator("li.project")).to_have_count(2)
+    # A donation through the server API moves the total and the bar within a second.
+    await _donate(server, "p-water", 5_000)
+    await expect(water.locator(".total")).to_have_attribute(
+        "data-total-minor", "7500", timeout=LIVE_MS
+    )
+    await expect(water.locator("progress.goal")).to_have_attribute(
+        "data-value-minor", "7500", timeout=LIVE_MS
+    )
+    await expect(water.locator(".goal-label")).to_contain_text("75%")
+    await _shot(page, "start-mobile" if mobile else "start")
+    # Keyboard: from the search box, Tab reaches the first project (by title) and Enter
+    # opens it.
+    await page.focus("#search")
+    await page.keyboard.press("Tab")
+    await expect(page.locator('li[data-project-id="p-water"] a')).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(server.url + "/projects/p-water")
+    await expect(page.locator("#title")).to_have_text("Clean water")
+    assert problems == []
+
+
+async def test_the_project_page_draws_the_goal_and_a_chart_that_moves(
+    server: Running, browser: Browser
+) -> None:
+    await _announce(server, "p-chart", "Clean water", 20_000)
+    await _donate(server, "p-chart", 1_000, at=_now(-3 * 3600))
+    await _donate(server, "p-chart", 2_000, at=_now(-5 * 24 * 3600))  # a day bucket
+    page, problems = await _page(browser)
+    await page.goto(server.url + "/projects/p-chart")
+    await expect(page.locator("#title")).to_have_text("Clean water")
+    await expect(page.locator("#total")).to_have_attribute("data-total-minor", "3000")
+    hourly = page.locator("#hourly-chart")
+    await expect(hourly).to_have_attribute("data-bucket-total-minor", "1000")
+    await expect(hourly.locator("canvas")).to_have_count(1)
+    await expect(page.locator("#daily-chart")).to_have_attribute("data-bucket-total-minor", "2000")
+    # Text alternatives: a summary and the numbers behind the chart.
+    await expect(page.locator("#hourly-summary")).to_contain_text("1 donation,")
+    assert await page.locator("#hourly-table tr").count() == 1
+    await expect(page.locator("#goal")).to_have_attribute("data-value-minor", "3000")
+    await _donate(server, "p-chart", 500)
+    await expect(page.locator("#total")).to_have_attribute(
+        "data-total-minor", "3500", timeout=LIVE_MS
+    )
+    await expect(page.locator("#goal")).to_have_attribute(
+        "data-value-minor", "3500", timeout=LIVE_MS
+    )
+    await expect(hourly).to_have_attribute("data-last-bucket-minor", "500", timeout=LIVE_MS)
+    await expect(hourly).to_have_attribute("data-bucket-total-minor", "1500")
+    await _shot(page, "project-chart")
+    assert problems == []
+
+
+async def test_the_operator_map_uses_a_configured_tile_server_and_no_other(
+    make_server: ServerFactory, db: str, browser: Browser
+) -> None:
+    tiles = "https://tiles.example.test/{z}/{x}/{y}.png"
+    settings = base_settings(db, map_tiles_url=tiles, map_attribution="Example tiles")
+    server = await make_server(settings.with_auth(admin_emails=("ops@lifeline.test",)))
+    await server.api.register(email="ops@lifeline.test", password="operator-secret")
+    page, problems = await _page(browser)
+    served: list[str] = []
+
+    async def tile(route: Route) -> None:
+        served.append(route.request.url)
+        await route.fulfill(body=_PNG, content_type="image/png")
+
+    # The test's stand-in for the tile server: nothing leaves this machine.
+    await page.route("https://tiles.example.test/**", tile)
+    response = await page.goto(server.url + "/operator")
+    assert response is not None
+    csp = response.headers["content-security-policy"]
+    assert "img-src 'self' data: https://tiles.example.test;" in csp
+    await page.fill("#email", "ops@lifeline.test")
+    await page.fill("#password", "operator-secret")
+    await page.click("button[type=submit]")
+    await expect(page.locator('#map[data-base="tiles"]')).to_be_visible(timeout=10_000)
+    await expect(page.locator("img.leaflet-tile-loaded").first).to_be_visible()
+    assert served and all(u.startswith("https://tiles.example.test/") for u in served)
+    await expect(page.locator(".leaflet-control-attribution")).to_contain_text("Example tiles")
+    assert problems == []
+
+
+# A 1x1 PNG for the stand-in tile server.
+_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)

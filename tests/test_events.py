@@ -111,6 +111,8 @@ async def test_donations_move_the_ticker_once_per_event_and_tell_the_organizer(
         "ok": True,
         "ticker": {
             "project_id": "p-1",
+            "title": "Wells",  # tickers grew the project's title and goal
+            "goal_minor": None,
             "total_minor": 0,
             "currency": None,
             "donors_count": 0,
@@ -175,6 +177,8 @@ async def test_donations_move_the_ticker_once_per_event_and_tell_the_organizer(
     status, zero, _ = await server.api.call("GET", "/api/v1/projects/never-heard/ticker")
     assert zero == {
         "project_id": "never-heard",
+        "title": None,
+        "goal_minor": None,
         "total_minor": 0,
         "currency": None,
         "donors_count": 0,

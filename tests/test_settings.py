@@ -62,3 +62,23 @@ def test_production_refuses_development_defaults() -> None:
 def test_malformed_values_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError):
         Settings.from_env(env)
+
+
+def test_the_map_tile_server_is_checked_and_only_its_origin_may_serve_images() -> None:
+    from handlers.dashboard import CSP, content_security_policy
+
+    assert Settings.from_env({}).map_tiles_url == ""
+    assert content_security_policy("") == CSP
+    tiles = "https://{s}.tile.example.org/{z}/{x}/{y}.png"
+    settings = Settings.from_env({"LIFELINE_MAP_TILES_URL": tiles})
+    assert settings.map_tiles_url == tiles
+    policy = content_security_policy(settings.map_tiles_url)
+    assert "img-src 'self' data: https://*.tile.example.org;" in policy
+    assert "script-src 'self';" in policy and "connect-src 'self';" in policy
+    for bad in (
+        "tile.example.org/{z}/{x}/{y}.png",
+        "https://tile.example.org/tiles.png",
+        "javascript:alert(1)/{z}/{x}/{y}",
+    ):
+        with pytest.raises(SettingsError, match="LIFELINE_MAP_TILES_URL"):
+            Settings.from_env({"LIFELINE_MAP_TILES_URL": bad})

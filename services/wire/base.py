@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from services.errors import Invalid
 
 __all__ = [
+    "EMAIL_PATTERN",
     "ERROR_CODES",
     "RUNTIME",
     "Amount",
@@ -30,6 +31,7 @@ __all__ = [
     "Text",
     "Timestamp",
     "VisibleText",
+    "integral",
     "parse",
     "text",
     "visible",
@@ -38,6 +40,10 @@ __all__ = [
 # A schema marked with this gets the node's own bounds in the API documents (its enum or
 # maximum): channels, upload types and sizes are settings and registries, not constants.
 RUNTIME = "x-runtime"
+
+# An email address: something, @, a domain with a dot; no spaces or control characters
+# (one class, the same for the schema's regex engine and Python's).
+EMAIL_PATTERN = r"^[^@\x00-\x20\x7f]{1,64}@[^@\x00-\x20\x7f]+\.[^@\x00-\x20\x7f]{1,63}$"
 
 # No NUL anywhere: PostgreSQL text cannot hold it.
 _NO_NUL = r"^[^\x00]*$"
@@ -58,14 +64,14 @@ class Reply(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def _integral(value: Any) -> Any:
+def integral(value: Any) -> Any:
     # JSON Schema's integer is any number without a fraction: 3.0 is 3.
     if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         return int(value)
     return value
 
 
-Int = Annotated[int, BeforeValidator(_integral)]
+Int = Annotated[int, BeforeValidator(integral)]
 
 
 def text(max_len: int, *, min_len: int = 1, **extra: Any) -> Any:

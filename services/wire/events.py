@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, RootModel
+from pydantic import BeforeValidator, Field, RootModel
 
-from services.wire.base import RUNTIME, ExternalId, Int, Request, text
+from services.wire.base import RUNTIME, ExternalId, Int, Request, integral, text
 
 __all__ = [
     "CHANNELS",
@@ -92,6 +92,10 @@ class ProjectUpdated(Request):
     organizer_id: Annotated[str, text(64)] | None = None
     title: Annotated[str, text(200)]
     follower_ids: list[UserId] = Field(default_factory=list, max_length=100_000)
+    # Bounds before the validator, so that the schema of the optional value keeps them.
+    goal_minor: Annotated[int, Field(ge=1, le=10**15), BeforeValidator(integral)] | None = Field(
+        default=None, description="the project's goal, in minor units"
+    )
 
 
 class UserCreated(Request):

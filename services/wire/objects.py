@@ -14,10 +14,12 @@ __all__ = [
     "Attachment",
     "Contact",
     "Donation",
+    "DonationSeries",
     "Member",
     "Message",
     "Notification",
     "NotificationEvent",
+    "ProjectSummary",
     "Recipient",
     "Room",
     "Session",
@@ -177,6 +179,8 @@ class Donation(Reply):
 
 class Ticker(Reply):
     project_id: str
+    title: str | None = Field(default=None, description="from project.updated, when known")
+    goal_minor: Amount | None = Field(default=None, description="the goal, when known")
     total_minor: Amount
     currency: Currency | None = Field(description="null for a project never heard of")
     donors_count: int = Field(ge=0)
@@ -190,3 +194,26 @@ class Session(Reply):
     user_agent: str | None
     ip: str | None = Field(description="the last part masked")
     current: bool
+
+
+class ProjectSummary(Reply):
+    project_id: str
+    title: str | None
+    currency: Currency | None
+    total_minor: Amount
+    donors_count: int = Field(ge=0)
+    goal_minor: Amount | None
+    updated_at: Timestamp
+
+
+class Bucket(Reply):
+    at: Timestamp = Field(description="the bucket's start")
+    amount_minor: Amount
+    donations: int = Field(ge=0)
+
+
+class DonationSeries(Reply):
+    project_id: str
+    currency: Currency | None
+    hourly: list[Bucket] = Field(description="the last 48 hours, one bucket an hour, oldest first")
+    daily: list[Bucket] = Field(description="the 60 days before, one bucket a day, oldest first")

@@ -9,6 +9,7 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, ConfigDict, Field, RootModel
 
 from services.wire.base import (
+    EMAIL_PATTERN,
     RUNTIME,
     Id,
     Int,
@@ -25,6 +26,7 @@ from services.wire.objects import (
     Contact,
     Message,
     Notification,
+    ProjectSummary,
     Recipient,
     Room,
     Session,
@@ -49,7 +51,7 @@ Email = Annotated[
     Field(
         min_length=3,
         max_length=254,
-        pattern=r"^\s*[^@\s\x00]{1,64}@[^@\s\x00]+\.[^@\s\x00]{1,63}\s*$",
+        pattern=EMAIL_PATTERN,
         examples=["ada@example.org"],
     ),
 ]
@@ -323,6 +325,20 @@ class PreferencesAnswer(Reply):
     preferences: Preferences
 
 
+# -- donations ------------------------------------------------------------------------------
+
+
+class ProjectsQuery(Request):
+    q: Annotated[str, text(200, min_len=0)] | None = Field(
+        default=None, description="part of a title or id"
+    )
+    limit: Limit
+
+
+class Projects(Reply):
+    projects: list[ProjectSummary]
+
+
 # -- server API -----------------------------------------------------------------------------
 
 
@@ -391,8 +407,41 @@ class Readiness(Reply):
     checks: dict[str, str] = Field(description="each store or broker: ok, or what is wrong")
 
 
+class NodeFigures(Reply):
+    node_id: str
+    sockets: int = Field(ge=0)
+    events_per_s: float
+    kafka_lag: float | None = Field(default=None, description="null on nodes without Kafka")
+
+
+class OpenAlert(Reply):
+    id: str
+    user_id: str
+    display_name: str
+    status: Literal["active", "acknowledged"]
+    escalation_level: int
+    lat: float | None = Field(description="the newest position")
+    lon: float | None
+    created_at: Timestamp
+    recipients: list[Recipient]
+    trail: list[TrailPoint] = Field(description="oldest first, the latest 300 points")
+
+
+class MapTiles(Reply):
+    tiles_url: str | None = Field(description="LIFELINE_MAP_TILES_URL; null: the world outline")
+    attribution: str
+
+
 class Overview(Reply):
     """The operator view's figures (admins only)."""
+
+    nodes: list[NodeFigures] = Field(description="every live node of the cluster")
+    alerts: list[OpenAlert] = Field(description="open alerts, newest first")
+    deliveries: dict[str, dict[str, int]] = Field(
+        description="channel -> result -> count, over the last deliveries_since_s seconds"
+    )
+    deliveries_since_s: int
+    map: MapTiles
 
 
 __all__ = [name for name in dir() if name[0].isupper()]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from services.wire.base import ExternalId, Id, Int, Reply, Request, Timestamp, text
+from services.wire.base import ExternalId, Id, Reply, Request, Timestamp, integral, text
 from services.wire.objects import Alert, Message, NotificationEvent, Room, Ticker, User
 
 MAX_TEXT = 4000
@@ -17,7 +17,8 @@ ClientMsgId = Annotated[str, text(128, description="the client's id for this cha
 Lat = Annotated[float, Field(ge=-90.0, le=90.0)]
 Lon = Annotated[float, Field(ge=-180.0, le=180.0)]
 Accuracy = Annotated[float, Field(ge=0.0, le=1e7, description="metres")]
-Seq = Annotated[Int, Field(ge=0, le=2**53 - 1)]
+# Bounds before the validator, so that the schema keeps them wherever Seq is used.
+Seq = Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(integral)]
 
 # -- what clients emit ----------------------------------------------------------------------
 
