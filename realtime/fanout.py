@@ -60,6 +60,7 @@ class Fanout:
         self._max_buffered = max_buffered_bytes
         self._receipts: dict[str, ReceiptHandler] = {}
         self._room_guard: Callable[[str, int], Awaitable[None]] | None = None
+        self._project_news: list[Callable[[str], None]] = []
         bus.subscribe(_EMIT, self._on_peer_emit)
         bus.subscribe(_ASK, self._on_peer_ask)
         bus.subscribe(_END_SESSIONS, self._on_peer_end_sessions)
@@ -97,6 +98,11 @@ class Fanout:
         if guarded is not None and self._room_guard is not None:
             await self._room_guard(room_id, guarded[1])
         await self._emit(rooms.MAIN, [rooms.room(room_id)], event, data, skip_sid, guarded)
+
+    def on_project_news(self, callback: Callable[[str], None]) -> None:
+        """``callback(project_id)`` for every emit to a project's room that reaches this
+        node, its own or a peer's (what was cached of that project is stale)."""
+        self._project_news.append(callback)
 
     def guard_rooms(self, guard: Callable[[str, int], Awaitable[None]]) -> None:
         """What makes a node's room sockets match the members (realtime/membership.py)."""
@@ -233,6 +239,12 @@ class Fanout:
     def _deliver_all(
         self, namespace: str, targets: list[str], json_text: str, packed: bytes, skip: str | None
     ) -> int:
+        if namespace == rooms.LIVE and self._project_news:
+            for target in targets:
+                project_id = rooms.project_of(target)
+                if project_id is not None:
+                    for callback in self._project_news:
+                        callback(project_id)
         delivered = self._deliver(self._servers.json, namespace, targets, json_text, skip)
         if self._servers.msgpack is not None:
             delivered += self._deliver(self._servers.msgpack, namespace, targets, packed, skip)

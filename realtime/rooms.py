@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LIVE", "MAIN", "parse_channel", "project", "room", "user"]
+__all__ = ["LIVE", "MAIN", "parse_channel", "project", "project_of", "room", "user"]
 
 MAIN = "/"
 LIVE = "/live"
@@ -18,6 +18,11 @@ def room(room_id: str) -> str:
 
 def project(project_id: str) -> str:
     return f"project:{project_id}"
+
+
+def project_of(room_name: str) -> str | None:
+    """The project id of a project's room name, or None for any other room."""
+    return room_name[8:] if room_name.startswith("project:") else None
 
 
 _CHANNEL_NAMESPACES = {"user": MAIN, "room": MAIN, "project": LIVE}

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-__all__ = ["without_ws_compression"]
+__all__ = ["contain_engine_failures", "without_ws_compression"]
+
+log = logging.getLogger(__name__)
+
+# A WebSocket close frame, 1002 "protocol error", server to client (unmasked).
+_CLOSE_PROTOCOL_ERROR = bytes((0x88, 0x02)) + (1002).to_bytes(2, "big")
 
 
 @web.middleware
@@ -21,3 +28,27 @@ async def without_ws_compression(request: web.Request, handler: Handler) -> web.
         del headers[hdrs.SEC_WEBSOCKET_EXTENSIONS]
         request = request.clone(headers=headers)
     return await handler(request)
+
+
+@web.middleware
+async def contain_engine_failures(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Close a WebSocket cleanly when the engine fails on what the client sent over it.
+
+    python-engineio raises out of its WebSocket loop on a packet it cannot decode.
+    By then the 101 answer has gone out and the connection carries WebSocket frames:
+    an HTTP error answer written there reaches the client as a corrupt frame. So
+    the client gets a close frame (1002, protocol error) and the connection ends;
+    before the upgrade, errors take the usual way to the contract's error answer.
+    """
+    try:
+        return await handler(request)
+    except Exception:
+        if not request.path.startswith("/socket.io") or request.writer.output_size == 0:
+            raise
+        log.warning("closing a WebSocket its engine failed on", exc_info=True)
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(_CLOSE_PROTOCOL_ERROR)
+            transport.close()
+        # Nothing more is written: the connection is closing.
+        return web.Response(status=400)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from services.clock import Clock
@@ -17,10 +18,54 @@ SERIES_DAYS = 60
 
 
 class TickerService:
-    def __init__(self, projects: ProjectRepository, sockets: SocketRooms, clock: Clock) -> None:
+    def __init__(
+        self,
+        projects: ProjectRepository,
+        sockets: SocketRooms,
+        clock: Clock,
+        *,
+        cache_s: float = 30.0,
+        cache_size: int = 10_000,
+    ) -> None:
         self._projects = projects
         self._sockets = sockets
         self._clock = clock
+        # Tickers as last read, so a reconnect storm of viewers is not a query storm:
+        # project id -> (the project's version when read, read at, ticker). Any news of a
+        # project on this node (a donation, its own or a peer's) bumps its version.
+        self._cache: OrderedDict[str, tuple[tuple[int, int], float, dict[str, Any]]] = OrderedDict()
+        self._versions: dict[str, int] = {}
+        self._epoch = 0  # bumped when the versions are forgotten (bounded memory)
+        self._cache_s = cache_s
+        self._cache_size = cache_size
+        sockets.on_project_news(self._stale)
+
+    def _stale(self, project_id: str) -> None:
+        if len(self._versions) >= 10 * self._cache_size:
+            self._versions.clear()
+            self._cache.clear()
+            self._epoch += 1
+        self._versions[project_id] = self._versions.get(project_id, 0) + 1
+        self._cache.pop(project_id, None)
+
+    def _version(self, project_id: str) -> tuple[int, int]:
+        return self._epoch, self._versions.get(project_id, 0)
+
+    async def _cached_ticker(self, project_id: str) -> dict[str, Any]:
+        now = self._clock.monotonic()
+        version = self._version(project_id)
+        hit = self._cache.get(project_id)
+        if hit is not None and hit[0] == version and now - hit[1] < self._cache_s:
+            self._cache.move_to_end(project_id)
+            return hit[2]
+        ticker = await self._projects.ticker(project_id)
+        # Kept only if no news came while it was read (else it may predate the news).
+        if self._version(project_id) == version:
+            self._cache[project_id] = (version, now, ticker)
+            self._cache.move_to_end(project_id)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return ticker
 
     async def projects(self, *, query: str | None, limit: int | None) -> list[dict[str, Any]]:
         """The projects Lifeline knows (from project.updated and donations), with totals."""
@@ -40,9 +85,10 @@ class TickerService:
         return await self._projects.ticker(project_id)
 
     async def subscribe(self, sid: str, project_id: str) -> dict[str, Any]:
-        # Join first, then read: a donation between the two is seen twice, never missed.
+        # Join first, then read: a donation between the two is seen twice, never missed
+        # (a cached ticker is as new as the last news of the project this node had).
         await self._sockets.join_project(sid, project_id)
-        return await self._projects.ticker(project_id)
+        return await self._cached_ticker(project_id)
 
     async def unsubscribe(self, sid: str, project_id: str) -> None:
         await self._sockets.leave_project(sid, project_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -391,3 +392,34 @@ _PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
 )
+
+
+async def test_after_the_demo_starts_the_start_page_shows_its_projects_moving(
+    server: Running, browser: Browser
+) -> None:
+    """What a person sees on opening / while `python -m server.demo` runs: the demo's
+    projects, their totals, goals and charts, moving, without typing anything."""
+    feeder = asyncio.create_task(demo.main(server.url, API_KEY, seconds=60))
+    try:
+        for _ in range(100):  # the demo announces its projects and their history first
+            _, listing, _ = await server.api.call("GET", "/api/v1/projects")
+            if len(listing["projects"]) == 3 and all(p["total_minor"] for p in listing["projects"]):
+                break
+            await asyncio.sleep(0.1)
+        page, problems = await _page(browser)
+        await page.goto(server.url + "/")
+        cards = page.locator("li.project")
+        await expect(cards).to_have_count(3)
+        for n in range(3):
+            card = cards.nth(n)
+            await expect(card.locator("progress.goal")).to_be_visible()
+            await expect(card.locator("svg.spark rect")).to_have_count(48)
+            spark = await card.locator("svg.spark").get_attribute("data-bucket-total-minor")
+            assert spark is not None and int(spark) > 0
+        # A live donation flashes its project and moves its total.
+        await expect(page.locator("li.project.new")).not_to_have_count(0, timeout=15_000)
+        await _shot(page, "start-after-demo")
+        assert problems == []
+    finally:
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)

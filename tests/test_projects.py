@@ -4,11 +4,17 @@ and donations over time computed in SQL."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import FakeClock, Running
+from server.settings import Settings
+from tests.clients import Socket
+from tests.conftest import FakeClock, Running, ServerFactory
 from tests.test_events import post_events
+
+SocketFactory = Callable[..., Socket]
 
 NOW = datetime(2026, 12, 7, 10, 30, tzinfo=UTC)
 
@@ -120,3 +126,32 @@ async def test_donations_over_time_per_hour_then_per_day(server: Running, clock:
     # A project never heard of: only zero buckets, no currency.
     _, empty, _ = await server.api.call("GET", "/api/v1/projects/nobody/series")
     assert empty["currency"] is None and not any(b["donations"] for b in empty["hourly"])
+
+
+async def test_a_subscriber_always_gets_the_ticker_after_the_last_donation_on_any_node(
+    make_server: ServerFactory, redis_settings: Settings, sockets: SocketFactory
+) -> None:
+    """Viewers reconnecting in herds read a cached ticker, but never one older than the
+    last donation any node applied: a donation makes every node's copy stale."""
+    one = await make_server(redis_settings)
+    two = await make_server(replace(redis_settings, node_id="two-" + uuid.uuid4().hex[:6]))
+
+    async def subscribe(server: Running) -> dict[str, Any]:
+        viewer = sockets()
+        await viewer.connect(server.url, namespace="/live")
+        ack = await viewer.call("live:subscribe", {"project_id": "p-herd"}, namespace="/live")
+        assert ack["ok"], ack
+        await viewer.close()
+        return dict(ack["ticker"])
+
+    await post_events(one.api, _donation("p-herd", 100))
+    for server in (one, two, one, two):  # each node reads it once, then serves its copy
+        assert (await subscribe(server))["total_minor"] == 100
+    watcher = sockets()
+    await watcher.connect(one.url, namespace="/live")
+    await watcher.call("live:subscribe", {"project_id": "p-herd"}, namespace="/live")
+    await post_events(two.api, _donation("p-herd", 50))  # applied on the second node
+    await watcher.inbox.next("donation")  # the news has reached the first node
+    for server in (one, two):
+        ticker = await subscribe(server)
+        assert ticker["total_minor"] == 150 and len(ticker["recent"]) == 2

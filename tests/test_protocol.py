@@ -49,3 +49,23 @@ async def test_a_payload_nested_too_deep_gets_an_invalid_ack_and_the_socket_goes
     await ws.send_str('422["chat:sync",{"rooms":{}}]')
     assert json.loads((await ws.receive_str(timeout=5))[3:])[0]["ok"] is True
     await ws.close()
+
+
+async def test_an_invalid_packet_on_an_upgraded_websocket_closes_it_cleanly(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """Long-polling, upgraded to WebSocket, then a packet no Engine.IO type starts: the
+    client gets a close frame (1002), never an HTTP error written into the WebSocket."""
+    async with http.get(server.url + "/socket.io/?EIO=4&transport=polling") as answer:
+        sid = json.loads((await answer.text())[1:])["sid"]
+    ws = await http.ws_connect(server.url + f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
+    await ws.send_str("2probe")
+    assert await ws.receive_str(timeout=5) == "3probe"
+    await ws.send_str("5")  # the upgrade
+    await ws.send_str("x is no packet type")
+    closing = await ws.receive(timeout=5)
+    assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+    assert closing.data == 1002
+    # The node goes on serving others.
+    status, _, _ = await server.api.call("GET", "/healthz")
+    assert status == 200

@@ -29,8 +29,60 @@
     const goalLabel = document.createElement("p");
     goalLabel.className = "muted goal-label";
     bar.setAttribute("aria-label", "Progress toward the goal of " + link.textContent);
-    li.append(title, total, donors, bar, goalLabel);
+    const spark = document.createElementNS(SVG, "svg");
+    spark.setAttribute("class", "spark");
+    spark.setAttribute("viewBox", "0 0 48 12");
+    spark.setAttribute("preserveAspectRatio", "none");
+    spark.setAttribute("role", "img");
+    li.append(title, total, donors, bar, goalLabel, spark);
     return li;
+  }
+
+  // -- sparklines: donations per hour over the last 48 hours --------------------------------
+  const SVG = "http://www.w3.org/2000/svg";
+  const hours = new Map(); // project id -> [{at, amount_minor, donations}] (48)
+
+  function drawSpark(id) {
+    const entry = cards.get(id);
+    const buckets = hours.get(id);
+    if (!entry || !buckets) return;
+    const spark = entry.card.querySelector("svg.spark");
+    const max = Math.max(1, ...buckets.map((b) => b.amount_minor));
+    const bars = buckets.map((b, i) => {
+      const rect = document.createElementNS(SVG, "rect");
+      const h = (11 * b.amount_minor) / max;
+      rect.setAttribute("x", String(i + 0.1));
+      rect.setAttribute("width", "0.8");
+      rect.setAttribute("y", String(12 - h));
+      rect.setAttribute("height", String(h));
+      return rect;
+    });
+    spark.replaceChildren(...bars);
+    const count = buckets.reduce((s, b) => s + b.donations, 0);
+    const amount = buckets.reduce((s, b) => s + b.amount_minor, 0);
+    spark.dataset.bucketTotalMinor = String(amount);
+    spark.setAttribute("aria-label", "Last 48 hours: " + count + (count === 1 ? " donation, " : " donations, ") +
+      money(amount, entry.project.currency) + ", per hour");
+  }
+
+  async function loadSpark(id) {
+    const response = await fetch("/api/v1/projects/" + encodeURIComponent(id) + "/series");
+    if (!response.ok) return;
+    hours.set(id, (await response.json()).hourly);
+    drawSpark(id);
+  }
+
+  function addToSpark(id, donation) {
+    const buckets = hours.get(id);
+    if (!buckets || !buckets.length) return;
+    const at = Date.parse(donation.at);
+    const last = buckets[buckets.length - 1];
+    if (at >= Date.parse(last.at) + 3600 * 1000) { loadSpark(id).catch(() => {}); return; }
+    if (at >= Date.parse(last.at)) {
+      last.amount_minor += donation.amount_minor;
+      last.donations += 1;
+      drawSpark(id);
+    }
   }
 
   function show(entry) {
@@ -88,6 +140,7 @@
     list.replaceChildren(...items);
     empty.classList.toggle("hidden", items.length > 0);
     subscribeAll();
+    for (const id of cards.keys()) loadSpark(id).catch(() => {});
   }
 
   socket.on("connect", () => { statusEl.textContent = "live"; subscribeAll(); });
@@ -101,6 +154,7 @@
       currency: event.currency,
     });
     show(entry);
+    addToSpark(event.project_id, event.donation);
     entry.card.classList.remove("new");
     void entry.card.offsetWidth; // restart the highlight
     entry.card.classList.add("new");
