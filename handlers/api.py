@@ -194,6 +194,15 @@ class Api:
                 return result
 
             return with_query
+        if auth in (Auth.BEARER, Auth.SERVER_KEY):
+
+            async def checked(request: web.Request) -> Response:
+                # The declaration enforces what it describes, whatever the handler does.
+                await credentials(request)
+                result: Response = await handler(request)
+                return result
+
+            return checked
         plain: Plain = handler
         return plain
 

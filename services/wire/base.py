@@ -10,27 +10,23 @@ documents are built from both kinds) and tests hold the server to it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from services.errors import Invalid
 
 __all__ = [
     "EMAIL_PATTERN",
-    "ERROR_CODES",
     "RUNTIME",
     "Amount",
     "Currency",
     "ExternalId",
     "Id",
-    "IdList",
     "Int",
     "Reply",
     "Request",
-    "Text",
     "Timestamp",
-    "VisibleText",
     "integral",
     "parse",
     "text",
@@ -96,9 +92,6 @@ Id = Annotated[
 ExternalId = Annotated[
     str, text(64, examples=["p-42"], description="an id another service gave it")
 ]
-IdList = list[Id]
-Text = Annotated[str, text(4000)]
-VisibleText = Annotated[str, visible(200), AfterValidator(str.strip)]
 Timestamp = Annotated[
     str,
     Field(pattern=_ISO_Z, examples=["2026-11-22T10:00:00.000Z"], description="ISO 8601 UTC"),
@@ -116,8 +109,6 @@ ErrorCode = Literal[
     "unavailable",
     "internal",
 ]
-
-ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 
 M = TypeVar("M", bound=BaseModel)
 
