@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-__all__ = ["contain_engine_failures", "without_ws_compression"]
+__all__ = ["contain_engine_failures", "engine_gate", "without_ws_compression"]
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +53,41 @@ async def contain_engine_failures(request: web.Request, handler: Handler) -> web
             transport.close()
         # Nothing more is written: the connection is closing.
         return web.Response(status=400)
+
+
+_TRANSPORTS = frozenset({"polling", "websocket"})
+_ENGINE_METHODS = frozenset({"GET", "POST", "OPTIONS"})
+
+
+def _engine_error(status: int, code: int, message: str) -> web.Response:
+    """An Engine.IO v4 error answer, as Node's engine.io gives it (and its clients read)."""
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"code": code, "message": message}),
+        content_type="application/json",
+    )
+
+
+def engine_gate(*, max_http_buffer_size: int) -> Middleware:
+    """What the Engine.IO protocol refuses before a session is touched.
+
+    python-engineio answers a request without a transport with a handshake, a bad
+    method with 405, and reads an oversize polling POST until it fails, killing the
+    session without an answer. The protocol (and Node's engine.io) answers 400 for the
+    first two, and 413 for the third with the session left as it was.
+    """
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/socket.io"):
+            return await handler(request)
+        if request.query.get("transport") not in _TRANSPORTS:
+            return _engine_error(400, 0, "Transport unknown")
+        if request.method not in _ENGINE_METHODS:
+            return _engine_error(400, 2, "Bad handshake method")
+        length = request.content_length
+        if request.method == "POST" and length is not None and length > max_http_buffer_size:
+            return web.Response(status=413, text="Payload Too Large")
+        return await handler(request)
+
+    return gate

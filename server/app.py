@@ -57,7 +57,11 @@ from realtime.manager import IndexedManager
 from realtime.membership import RoomMembers
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
-from realtime.transport import contain_engine_failures, without_ws_compression
+from realtime.transport import (
+    contain_engine_failures,
+    engine_gate,
+    without_ws_compression,
+)
 from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.accounts import AccountRules, AccountService
@@ -128,6 +132,7 @@ def create_app(
     middlewares = [
         lifeline_middleware(metrics, csp=content_security_policy(settings.map_tiles_url))
     ]
+    middlewares.append(engine_gate(max_http_buffer_size=limits.max_payload_bytes))
     middlewares.append(contain_engine_failures)
     if not settings.ws_compression:
         middlewares.append(without_ws_compression)

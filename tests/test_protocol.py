@@ -69,3 +69,37 @@ async def test_an_invalid_packet_on_an_upgraded_websocket_closes_it_cleanly(
     # The node goes on serving others.
     status, _, _ = await server.api.call("GET", "/healthz")
     assert status == 200
+
+
+async def test_a_request_without_a_known_transport_or_with_a_bad_method_is_400(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    for query in ("EIO=4", "EIO=4&transport=tobi", "EIO=4&transport=constructor"):
+        async with http.get(server.url + "/socket.io/?" + query) as answer:
+            assert answer.status == 400, query
+            assert await answer.json() == {"code": 0, "message": "Transport unknown"}
+    for method in ("PUT", "DELETE", "PATCH"):
+        async with http.request(
+            method, server.url + "/socket.io/?EIO=4&transport=polling"
+        ) as answer:
+            assert answer.status == 400, method
+            assert await answer.json() == {"code": 2, "message": "Bad handshake method"}
+
+
+async def test_an_oversize_polling_post_is_413_and_the_session_goes_on(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    async with http.get(base) as answer:
+        sid = json.loads((await answer.text())[1:])["sid"]
+    session = f"{base}&sid={sid}"
+    too_big = "4" + "x" * (64 * 1024 + 1)  # past the node's LIFELINE_MAX_PAYLOAD_BYTES
+    # An answer, and at once (python-engineio used to leave it unanswered).
+    async with http.post(session, data=too_big, timeout=aiohttp.ClientTimeout(total=5)) as answer:
+        assert answer.status == 413
+    # The same session still works: connect to /live through it and hear back.
+    async with http.post(session, data="40/live,") as answer:
+        assert answer.status == 200 and (await answer.text()).lower() == "ok"
+    async with http.get(session) as answer:
+        assert answer.status == 200
+        assert (await answer.text()).startswith("40/live,{")
