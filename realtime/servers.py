@@ -6,15 +6,18 @@ Both serve the same namespaces, events and rooms; fan-out reaches the sockets of
 
 from __future__ import annotations
 
+import asyncio
+
 import socketio
 
 __all__ = ["SocketServers"]
 
 
 class SocketServers:
-    def __init__(self, json_server: socketio.AsyncServer) -> None:
+    def __init__(self, json_server: socketio.AsyncServer, *, msgpack_path: str = "") -> None:
         self.json = json_server
         self.msgpack: socketio.AsyncServer | None = None
+        self._msgpack_path = "/" + msgpack_path if msgpack_path else ""
         self._of: dict[str, socketio.AsyncServer] = {}
 
     @property
@@ -30,3 +33,15 @@ class SocketServers:
 
     def of(self, sid: str) -> socketio.AsyncServer:
         return self._of.get(sid, self.json)
+
+    async def close_session(self, path: str, sid: str) -> None:
+        """End an Engine.IO session (its pending poll gets the close packet), by the
+        request path it came in on: the msgpack server's own path, or the JSON one's."""
+        server = (
+            self.msgpack
+            if self.msgpack is not None
+            and self._msgpack_path
+            and (path.startswith(self._msgpack_path))
+            else self.json
+        )
+        await asyncio.wait_for(server.eio.disconnect(sid), timeout=5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import hdrs, web
@@ -68,14 +69,21 @@ def _engine_error(status: int, code: int, message: str) -> web.Response:
     )
 
 
-def engine_gate(*, max_http_buffer_size: int) -> Middleware:
+CloseSession = Callable[[str, str], Awaitable[None]]
+
+
+def engine_gate(*, max_http_buffer_size: int, close_session: CloseSession) -> Middleware:
     """What the Engine.IO protocol refuses before a session is touched.
 
     python-engineio answers a request without a transport with a handshake, a bad
-    method with 405, and reads an oversize polling POST until it fails, killing the
-    session without an answer. The protocol (and Node's engine.io) answers 400 for the
-    first two, and 413 for the third with the session left as it was.
+    method with 405, reads an oversize polling POST until it fails (killing the
+    session without an answer), and lets a second GET of a session wait beside the
+    first. The protocol (and Node's engine.io) answers 400 for the first two, 413 for
+    the third with the session left as it was, and closes the session on the fourth:
+    the pending GET gets the close packet, the second one 400.
+    ``close_session(path, sid)`` ends a session through the engine's public API.
     """
+    polling: set[tuple[str, str]] = set()  # (path, sid) with a GET waiting
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -88,6 +96,17 @@ def engine_gate(*, max_http_buffer_size: int) -> Middleware:
         length = request.content_length
         if request.method == "POST" and length is not None and length > max_http_buffer_size:
             return web.Response(status=413, text="Payload Too Large")
-        return await handler(request)
+        sid = request.query.get("sid")
+        if request.method != "GET" or sid is None or hdrs.UPGRADE in request.headers:
+            return await handler(request)
+        key = (request.path, sid)
+        if key in polling:
+            await close_session(request.path, sid)
+            return _engine_error(400, 3, "Bad request")
+        polling.add(key)
+        try:
+            return await handler(request)
+        finally:
+            polling.discard(key)
 
     return gate

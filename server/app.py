@@ -132,7 +132,6 @@ def create_app(
     middlewares = [
         lifeline_middleware(metrics, csp=content_security_policy(settings.map_tiles_url))
     ]
-    middlewares.append(engine_gate(max_http_buffer_size=limits.max_payload_bytes))
     middlewares.append(contain_engine_failures)
     if not settings.ws_compression:
         middlewares.append(without_ws_compression)
@@ -188,7 +187,7 @@ def create_app(
         engineio_logger=False,
     )
     sio = socketio.AsyncServer(json=SocketJson, client_manager=IndexedManager(), **options)
-    servers = SocketServers(sio)
+    servers = SocketServers(sio, msgpack_path=settings.msgpack_path)
     if settings.msgpack_path:
         # socket.io-msgpack-parser clients connect on their own path.
         servers.msgpack = socketio.AsyncServer(
@@ -196,6 +195,12 @@ def create_app(
         )
         servers.msgpack.attach(app, socketio_path=settings.msgpack_path)
     sio.attach(app, socketio_path="socket.io")
+    # What the Engine.IO protocol refuses, before python-engineio sees a request.
+    app.middlewares.append(
+        engine_gate(
+            max_http_buffer_size=limits.max_payload_bytes, close_session=servers.close_session
+        )
+    )
     sessions = SocketSessions()
     fanout = Fanout(
         servers, bus, sessions, metrics, max_buffered_bytes=limits.socket_buffer_max_bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -103,3 +104,30 @@ async def test_an_oversize_polling_post_is_413_and_the_session_goes_on(
     async with http.get(session) as answer:
         assert answer.status == 200
         assert (await answer.text()).startswith("40/live,{")
+
+
+async def test_a_second_concurrent_poll_closes_the_session(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    base = server.url + "/socket.io/?EIO=4&transport=polling"
+    async with http.get(base) as answer:
+        sid = json.loads((await answer.text())[1:])["sid"]
+    session = f"{base}&sid={sid}"
+    async with http.post(session, data="40/live,") as answer:
+        assert answer.status == 200
+    async with http.get(session) as answer:
+        assert (await answer.text()).startswith("40/live,{")
+
+    # Two GETs of one session at once: whichever the node sees second is refused,
+    # and the session is closed, so the first gets the close packet at once.
+    answers = sorted(await asyncio.gather(poll_once(http, session), poll_once(http, session)))
+    assert answers[0] == (200, "1")
+    assert answers[1][0] == 400
+    assert json.loads(answers[1][1]) == {"code": 3, "message": "Bad request"}
+    async with http.get(session) as answer:  # the session is gone
+        assert answer.status == 400
+
+
+async def poll_once(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as answer:
+        return answer.status, await answer.text()
