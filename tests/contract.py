@@ -8,8 +8,10 @@ violation, and an autouse fixture fails the test that saw it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import aiohttp
 import jsonschema
 import orjson
 from referencing import Registry, Resource
@@ -50,6 +52,40 @@ class AsyncApiContract:
                     {"$ref": f"{_BASE}#/components/messages/{key}/payload"}, registry=registry
                 )
         return self._validators[key]
+
+    async def ensure(self, url: str) -> None:
+        """Load the document from a node, once per test run."""
+        if self._document is None:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(url.rstrip("/") + "/api/v1/asyncapi.json") as answer,
+            ):
+                self.load(await answer.read())
+
+    def steps(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The JavaScript client's own steps; what it saw (``seen`` lines) is checked."""
+        return [line for line in lines if not self.seen(line)]
+
+    def seen(self, line: dict[str, Any]) -> bool:
+        """Check a ``seen`` line of tests/js/seen.mjs; False for any other line."""
+        if "seen" not in line:
+            return False
+        if line["seen"] == "ack":
+            self.ack(str(line["event"]), line["data"])
+        else:
+            self.event(str(line["event"]), line["data"])
+        return True
+
+    async def read_step(self, process: asyncio.subprocess.Process) -> dict[str, Any]:
+        """The JavaScript client's next step, checking what it saw on the way."""
+        assert process.stdout is not None and process.stderr is not None
+        while True:
+            raw = await asyncio.wait_for(process.stdout.readline(), 10)
+            if not raw:
+                raise AssertionError((await process.stderr.read()).decode())
+            line = dict(orjson.loads(raw))
+            if not self.seen(line):
+                return line
 
     def event(self, name: str, data: Any) -> None:
         """A server event a client received."""

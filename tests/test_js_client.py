@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Running
+from tests.contract import contract
 
 JS = Path(__file__).resolve().parent / "js"
 
@@ -34,17 +35,19 @@ async def _run_client(*args: str) -> asyncio.subprocess.Process:
 
 
 async def _lines(process: asyncio.subprocess.Process) -> list[dict[str, object]]:
+    """The client's steps; every event and ack it saw is held to the AsyncAPI document."""
     stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0, stderr.decode()
-    return [json.loads(line) for line in stdout.decode().splitlines()]
+    return contract.steps([json.loads(line) for line in stdout.decode().splitlines()])
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_js_client_connects_and_receives(server: Running, transport: str) -> None:
+    await contract.ensure(server.url)
     account = await server.api.register()
     process = await _run_client(server.url, account.access_token, transport, "greeting")
     assert process.stdout is not None
-    first = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
+    first = await contract.read_step(process)
     assert first == {"step": "connected", "transport": transport}
     status, _, _ = await server.api.call(
         "POST",
@@ -63,12 +66,13 @@ async def test_js_client_sees_unauthorized(server: Running) -> None:
 
 
 async def test_js_client_with_the_msgpack_parser(server: Running) -> None:
+    await contract.ensure(server.url)
     account = await server.api.register()
     process = await _run_client(
         server.url, account.access_token, "websocket", "greeting", "msgpack"
     )
     assert process.stdout is not None
-    first = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
+    first = await contract.read_step(process)
     assert first == {"step": "connected", "transport": "websocket"}
     await server.api.call(
         "POST",

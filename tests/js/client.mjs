@@ -3,6 +3,7 @@
 // Prints one JSON line per step; exits 0 when done.
 import { io } from "socket.io-client";
 import msgpackParser from "socket.io-msgpack-parser";
+import { report } from "./seen.mjs";
 
 const [url, token, transport, awaited, parser] = process.argv.slice(2);
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -13,6 +14,7 @@ const socket = io(url, {
   timeout: 5000,
   ...(parser === "msgpack" ? { parser: msgpackParser, path: "/socket.io-msgpack/" } : {}),
 });
+report(socket, say);
 const timer = setTimeout(() => { say({ step: "timeout" }); process.exit(2); }, 10000);
 socket.on("connect_error", (err) => {
   say({ step: "connect_error", message: err.message });
