@@ -99,6 +99,7 @@ class Api:
         errors: tuple[int, ...] = (),
         description: str = "",
         answer_type: str = "application/json",
+        body_type: str | None = None,
         examples: Mapping[str, Any] | None = None,
     ) -> Callable[[Taking[B]], Taking[B]]: ...
 

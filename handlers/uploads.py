@@ -45,18 +45,12 @@ def routes(
         )
         return json_response(target, status=201)
 
-    def signed(request: web.Request, method: str) -> str:
+    def signed(request: web.Request, method: str, link: rest.SignedQuery) -> str:
         """The upload id of a URL this node signed for ``method``, still valid."""
         upload_id = request.match_info["upload_id"]
         if folder is None:
             raise NotFound("uploads are not kept on this node")
-        if not folder.valid(
-            method,
-            upload_id,
-            request.query.get("expires", ""),
-            request.query.get("signature", ""),
-            clock.now(),
-        ):
+        if not folder.valid(method, upload_id, link.expires, link.signature, clock.now()):
             raise Forbidden("this link is not valid (forged, for another upload, or expired)")
         return upload_id
 
@@ -67,12 +61,13 @@ def routes(
         description="Only on nodes that keep uploads in their folder; the URL from POST "
         "/uploads carries `expires` and `signature`. A forged or expired link is 403.",
         auth=Auth.SIGNED,
+        query=rest.SignedQuery,
         answers={204: None},
         errors=(400, 403, 413),
         body_type="application/octet-stream",
     )
-    async def put_content(request: web.Request) -> web.Response:
-        upload = await attachments.upload(signed(request, "PUT"))
+    async def put_content(request: web.Request, link: rest.SignedQuery) -> web.Response:
+        upload = await attachments.upload(signed(request, "PUT", link))
         assert folder is not None
         if request.content_length is not None and request.content_length != upload.size:
             raise Invalid(f"the upload was announced as {upload.size} bytes")
@@ -93,12 +88,13 @@ def routes(
         description="The `url` of a message's attachment, valid for minutes. A forged or "
         "expired link is 403.",
         auth=Auth.SIGNED,
+        query=rest.SignedQuery,
         answers={200: None},
         errors=(403,),
         answer_type="application/octet-stream",
     )
-    async def get_content(request: web.Request) -> web.StreamResponse:
-        upload = await attachments.upload(signed(request, "GET"))
+    async def get_content(request: web.Request, link: rest.SignedQuery) -> web.StreamResponse:
+        upload = await attachments.upload(signed(request, "GET", link))
         assert folder is not None
         path = folder.path(upload.object_key)
         if upload.message_id is None or not path.is_file():

@@ -75,6 +75,8 @@ Phone = Annotated[
 ]
 RegistrableRole = Literal["patient", "relative", "doctor", "organizer", "donor"]
 AnyRole = Literal["patient", "relative", "doctor", "organizer", "donor", "admin"]
+# Words to find: empty or absent finds everything.
+SearchText = Annotated[str, text(200, min_len=0)]
 Limit = Annotated[
     int | None,
     Field(
@@ -126,9 +128,7 @@ class CodeBody(Request):
 
 
 class AdminUsersQuery(Request):
-    q: Annotated[str, text(200, min_len=0)] | None = Field(
-        default=None, description="part of an email or display name"
-    )
+    q: SearchText | None = Field(default=None, description="part of an email or display name")
     limit: Limit
 
 
@@ -329,9 +329,7 @@ class PreferencesAnswer(Reply):
 
 
 class ProjectsQuery(Request):
-    q: Annotated[str, text(200, min_len=0)] | None = Field(
-        default=None, description="part of a title or id"
-    )
+    q: SearchText | None = Field(default=None, description="part of a title or id")
     limit: Limit
 
 
@@ -390,8 +388,10 @@ class UploadTarget(Reply):
 
 
 class SignedQuery(Request):
+    """What a link the node signed carries; one that does not check out is 403."""
+
     expires: Annotated[str, text(20, min_len=0)] = ""
-    signature: Annotated[str, text(200, min_len=0)] = ""
+    signature: Annotated[str, text(256, min_len=0)] = ""
 
 
 # -- operations -----------------------------------------------------------------------------
