@@ -263,9 +263,7 @@ class SocketDoor:
             if isinstance(error, Internal):
                 log.exception("connect failed")
             raise socketio.exceptions.ConnectionRefusedError(error.code) from None
-        await self._servers.of(sid).enter_room(
-            sid, rooms.user(identity.user_id), namespace=rooms.MAIN
-        )
+        await self._servers.enter(sid, rooms.user(identity.user_id), namespace=rooms.MAIN)
         if self._expiry is not None:
             self._expiry.watch(session)
         self._metrics.sockets.labels(rooms.MAIN).inc()

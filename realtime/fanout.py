@@ -4,9 +4,10 @@ An emit is encoded once, as the Socket.IO packet text, for the whole cluster:
 this node puts that one Engine.IO packet object straight on the send queue of
 each local recipient (no task, no coroutine chain, no re-encoding per
 recipient, which is what python-socketio's own ``emit`` costs), and publishes
-it once, msgpack-framed, on the peer bus; the other nodes do the same with
-the text they receive. Control messages (ending the sessions of revoked
-tokens) travel the same way.
+it msgpack-framed on the peer bus, once per target room, on that room's own
+channel: only the nodes holding sockets of the room hear it (interest-based
+routing, storage/bus.py), and they do the same with the text they receive.
+Control messages (ending the sessions of revoked tokens) go to every node.
 
 Relies on python-engineio's socket ``queue`` and ``closed`` and python-socketio's
 ``manager.get_participants`` (pinned in pyproject.toml; tests/test_fanout.py fails
@@ -28,6 +29,7 @@ from socketio import packet as sio_packet
 from socketio.msgpack_packet import MsgPackPacket
 
 from realtime import rooms
+from realtime.interest import interest_key
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from services.metrics import Metrics
@@ -38,8 +40,8 @@ __all__ = ["Fanout"]
 
 log = logging.getLogger(__name__)
 
-_EMIT = "emit"
-_ASK = "ask"
+_EMIT = b"e"  # first byte of an interest channel's message: an emit, or an ask
+_ASK = b"a"
 _END_SESSIONS = "end-sessions"
 
 
@@ -61,9 +63,10 @@ class Fanout:
         self._receipts: dict[str, ReceiptHandler] = {}
         self._room_guard: Callable[[str, int], Awaitable[None]] | None = None
         self._project_news: list[Callable[[str], None]] = []
-        bus.subscribe(_EMIT, self._on_peer_emit)
-        bus.subscribe(_ASK, self._on_peer_ask)
+        bus.on_interest(self._on_interest)
         bus.subscribe(_END_SESSIONS, self._on_peer_end_sessions)
+        if servers.interest is not None:
+            servers.interest.on_dropped(self._dropped)
 
     def on_receipt(self, kind: str, handler: ReceiptHandler) -> None:
         """Where acks of emits asking for a ``kind`` receipt go (SOS: the alert service)."""
@@ -133,8 +136,14 @@ class Fanout:
         self._metrics.child(self._metrics.events_out, event).inc()
         await self._ask_local(users, event, data, receipt)
         if self._bus.has_peers:
-            await self._bus.publish(
-                _ASK, msgpack.packb([users, event, data, list(receipt)], use_bin_type=True)
+            await self._bus.publish_to(
+                [
+                    (
+                        _key(rooms.MAIN, rooms.user(u)),
+                        _ASK + msgpack.packb([[u], event, data, list(receipt)], use_bin_type=True),
+                    )
+                    for u in users
+                ]
             )
 
     async def ask_socket(self, sid: str, event: str, data: Any, *, receipt: Receipt) -> None:
@@ -179,14 +188,13 @@ class Fanout:
         await self._ask_local(user_ids, event, data, (receipt[0], receipt[1]))
 
     async def join_room(self, sid: str, room_id: str) -> None:
-        await self._servers.of(sid).enter_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
+        await self._servers.enter(sid, rooms.room(room_id), namespace=rooms.MAIN)
 
     async def leave_room(self, sid: str, room_id: str) -> None:
         await self._servers.of(sid).leave_room(sid, rooms.room(room_id), namespace=rooms.MAIN)
 
     async def join_project(self, sid: str, project_id: str) -> None:
-        server = self._servers.of(sid)
-        await server.enter_room(sid, rooms.project(project_id), namespace=rooms.LIVE)
+        await self._servers.enter(sid, rooms.project(project_id), namespace=rooms.LIVE)
 
     async def leave_project(self, sid: str, project_id: str) -> None:
         server = self._servers.of(sid)
@@ -231,10 +239,15 @@ class Fanout:
         ).encode()
         self._deliver_all(namespace, targets, json_text, packed, skip_sid)
         if self._bus.has_peers:  # a single node frames nothing for a bus
-            frame: list[Any] = [namespace, targets, json_text, packed, skip_sid]
-            if guarded is not None:
-                frame.append(list(guarded))
-            await self._bus.publish(_EMIT, msgpack.packb(frame, use_bin_type=True))
+            items = []
+            for target in targets:  # each on its room's channel: heard where it has sockets
+                frame: list[Any] = [namespace, [target], json_text, packed, skip_sid]
+                if guarded is not None:
+                    frame.append(list(guarded))
+                items.append(
+                    (_key(namespace, target), _EMIT + msgpack.packb(frame, use_bin_type=True))
+                )
+            await self._bus.publish_to(items)
 
     def _deliver_all(
         self, namespace: str, targets: list[str], json_text: str, packed: bytes, skip: str | None
@@ -296,6 +309,20 @@ class Fanout:
             delivered += 1
         return delivered
 
+    def _dropped(self, namespace: str, room: str) -> None:
+        # Not listening any more: what was cached of a project can go stale unheard.
+        project_id = rooms.project_of(room) if namespace == rooms.LIVE else None
+        if project_id is not None:
+            for callback in self._project_news:
+                callback(project_id)
+
+    async def _on_interest(self, raw: bytes) -> None:
+        kind, body = raw[:1], raw[1:]
+        if kind == _EMIT:
+            await self._on_peer_emit(body)
+        elif kind == _ASK:
+            await self._on_peer_ask(body)
+
     async def _on_peer_emit(self, raw: bytes) -> None:
         namespace, targets, json_text, packed, skip_sid, *guarded = msgpack.unpackb(raw, raw=False)
         if guarded and self._room_guard is not None:
@@ -313,6 +340,13 @@ class Fanout:
         for sid in self._sessions.by_tokens(jti=jti, family_id=family_id, user_id=user_id):
             log.info("disconnecting a socket of a revoked token", extra={"sid": sid})
             await self._servers.of(sid).disconnect(sid, namespace=rooms.MAIN)
+
+
+def _key(namespace: str, room: str) -> str:
+    key = interest_key(namespace, room)
+    if key is None:
+        raise ValueError(f"not a shared room: {room!r}")
+    return key
 
 
 def direct_transport(environ: dict[str, Any] | None) -> asyncio.Transport | None:

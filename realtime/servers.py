@@ -10,12 +10,21 @@ import asyncio
 
 import socketio
 
+from realtime.interest import Interest
+
 __all__ = ["SocketServers"]
 
 
 class SocketServers:
-    def __init__(self, json_server: socketio.AsyncServer, *, msgpack_path: str = "") -> None:
+    def __init__(
+        self,
+        json_server: socketio.AsyncServer,
+        *,
+        msgpack_path: str = "",
+        interest: Interest | None = None,
+    ) -> None:
         self.json = json_server
+        self.interest = interest
         self.msgpack: socketio.AsyncServer | None = None
         self._msgpack_path = "/" + msgpack_path if msgpack_path else ""
         self._of: dict[str, socketio.AsyncServer] = {}
@@ -33,6 +42,14 @@ class SocketServers:
 
     def of(self, sid: str) -> socketio.AsyncServer:
         return self._of.get(sid, self.json)
+
+    async def enter(self, sid: str, room: str, *, namespace: str) -> None:
+        """Put a socket in a shared room, and return once this node hears the room's
+        news from every node (the bus confirmed its subscription), so a join
+        acknowledged after this misses nothing published after the ack."""
+        await self.of(sid).enter_room(sid, room, namespace=namespace)
+        if self.interest is not None:
+            await self.interest.ready(namespace, room)
 
     async def close_session(self, path: str, sid: str) -> None:
         """End an Engine.IO session (its pending poll gets the close packet), by the

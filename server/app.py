@@ -22,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2 import Type as Argon2Type
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from handlers import auth as auth_routes
 from handlers import dashboard as dashboard_routes
@@ -53,6 +54,7 @@ from realtime.codec import SocketJson
 from realtime.doors import SocketDoor
 from realtime.expiry import TokenExpiry
 from realtime.fanout import Fanout
+from realtime.interest import Interest
 from realtime.manager import IndexedManager
 from realtime.membership import RoomMembers
 from realtime.servers import SocketServers
@@ -96,6 +98,7 @@ from storage.notifications import NotificationRepository
 from storage.objects import FolderObjects, S3Objects
 from storage.presence import InProcessPresence, PresenceStore, RedisPresence
 from storage.projects import ProjectRepository
+from storage.redis_link import connect_redis
 from storage.rooms import RoomRepository
 from storage.sos import SosRepository
 from storage.state import EphemeralState, InProcessState, RedisState, ResilientState
@@ -141,23 +144,24 @@ def create_app(
     pool = new_pool(
         settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
-    redis: Redis | None = None
+    redis: Redis | RedisCluster | None = None
     state: EphemeralState
     bus: PeerBus
     if settings.redis_url:
-        redis = Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-        )
+        link = connect_redis(settings.redis_url)
+        redis = link.client
         state = ResilientState(
             RedisState(redis, prefix=settings.redis_prefix),
             InProcessState(clock),
             on_fallback=lambda op: metrics.bus_errors.labels("state-" + op).inc(),
         )
         bus = RedisPeerBus(
-            redis,
+            link,
             prefix=settings.redis_prefix,
             node_id=settings.node_id,
             on_error=lambda kind: metrics.bus_errors.labels(kind).inc(),
+            on_received=lambda kind: metrics.bus_messages.labels(kind).inc(),
+            broadcast=settings.bus_routing == "broadcast",
         )
     else:
         state = InProcessState(clock)
@@ -186,12 +190,14 @@ def create_app(
         logger=False,
         engineio_logger=False,
     )
-    sio = socketio.AsyncServer(json=SocketJson, client_manager=IndexedManager(), **options)
-    servers = SocketServers(sio, msgpack_path=settings.msgpack_path)
+    interest = Interest(bus)
+    metrics.bus_channels.set_function(lambda: bus.channel_count)
+    sio = socketio.AsyncServer(json=SocketJson, client_manager=IndexedManager(interest), **options)
+    servers = SocketServers(sio, msgpack_path=settings.msgpack_path, interest=interest)
     if settings.msgpack_path:
         # socket.io-msgpack-parser clients connect on their own path.
         servers.msgpack = socketio.AsyncServer(
-            serializer="msgpack", client_manager=IndexedManager(), **options
+            serializer="msgpack", client_manager=IndexedManager(interest), **options
         )
         servers.msgpack.attach(app, socketio_path=settings.msgpack_path)
     sio.attach(app, socketio_path="socket.io")

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from storage.crypto import parse_keys
+from storage.redis_link import describe_redis_url
 
 __all__ = [
     "DEV_API_KEY",
@@ -45,6 +46,16 @@ def _tiles_url(value: str) -> str:
 
 class SettingsError(ValueError):
     """A setting is missing, malformed or not allowed in this environment."""
+
+
+def _redis_url(value: str | None) -> str | None:
+    """One Redis, a Redis Cluster or Sentinel (storage/redis_link.py), or unset."""
+    if value is not None:
+        try:
+            describe_redis_url(value)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +205,9 @@ class Settings:
     database_url: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "lifeline:"
+    # "interest": a node hears a room's bus traffic only while it holds a socket of it;
+    # "broadcast": every node hears everything (the design before; kept to measure).
+    bus_routing: str = "interest"
     kafka_bootstrap_servers: str | None = None
     api_key: str = DEV_API_KEY
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
@@ -385,7 +399,10 @@ class Settings:
             data_dir=data_dir,
             pg_dir=Path(pg_dir) if pg_dir else None,
             database_url=reader.optional("DATABASE_URL"),
-            redis_url=reader.optional("REDIS_URL"),
+            redis_url=_redis_url(reader.optional("REDIS_URL")),
+            bus_routing=reader.choice(
+                "LIFELINE_BUS_ROUTING", ("interest", "broadcast"), "interest"
+            ),
             redis_prefix=reader.text("LIFELINE_REDIS_PREFIX", "lifeline:"),
             kafka_bootstrap_servers=reader.optional("KAFKA_BOOTSTRAP_SERVERS"),
             api_key=api_key or DEV_API_KEY,

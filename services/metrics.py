@@ -53,6 +53,18 @@ class Metrics:
         self.bus_errors = Counter(
             "lifeline_bus_errors_total", "Peer bus failures", ["kind"], registry=r
         )
+        self.bus_messages = Counter(
+            "lifeline_bus_messages_total",
+            "Peer bus messages this node received: for its rooms (interest), for every "
+            "node (node-wide), or its own echo",
+            ["kind"],
+            registry=r,
+        )
+        self.bus_channels = Gauge(
+            "lifeline_bus_channels",
+            "Interest channels (rooms, users, projects) this node is subscribed to",
+            registry=r,
+        )
         self.connections_refused = Counter(
             "lifeline_connections_refused_total",
             "Socket connections refused",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
-import redis.exceptions
 
 from services.errors import AppError, Internal, Unavailable
+from storage.redis_link import REDIS_UNREACHABLE
 
 __all__ = ["as_app_error"]
 
@@ -21,8 +21,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     # What asyncpg raises on a connection whose backend was terminated mid-query;
     # we never share a connection between tasks, so it means "connection lost".
     asyncpg.exceptions.InternalClientError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    *REDIS_UNREACHABLE,
     ConnectionError,
     TimeoutError,
     OSError,

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from redis.asyncio import Redis
+from storage.redis_link import Commands
 
 __all__ = ["Entry", "InProcessPresence", "PresenceStore", "RedisPresence"]
 
@@ -153,10 +153,10 @@ def _pairs(raw: list[bytes]) -> list[tuple[str, str]]:
 class RedisPresence:
     """Entries in one sorted set scored by expiry; a hash of counts per scope."""
 
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: Commands, *, prefix: str) -> None:
         self._redis = redis
-        self._keys = [prefix + "presence:entries", prefix + "presence:scope:"]
-        self._scope_prefix = prefix + "presence:scope:"
+        self._keys = [prefix + "{presence}:entries", prefix + "{presence}:scope:"]
+        self._scope_prefix = prefix + "{presence}:scope:"
         self._add = redis.register_script(_ADD)
         self._remove = redis.register_script(_REMOVE)
         self._sweep = redis.register_script(_SWEEP)

@@ -12,12 +12,11 @@ import heapq
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import redis.exceptions
-from redis.asyncio import Redis
-
 from services.clock import Clock
+from storage.redis_link import REDIS_UNREACHABLE, Commands
 
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_REDIS_DOWN = REDIS_UNREACHABLE
+
 
 __all__ = ["EphemeralState", "InProcessState", "RedisState", "ResilientState"]
 
@@ -118,7 +117,7 @@ return {n, ttl}
 class RedisState:
     """Cluster state in Redis; all expiry is Redis' own, so a dead node's keys lapse."""
 
-    def __init__(self, redis: Redis, *, prefix: str) -> None:
+    def __init__(self, redis: Commands, *, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._incr = redis.register_script(_INCR)

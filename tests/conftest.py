@@ -31,10 +31,12 @@ from tests.services import (
     KafkaBroker,
     NodeProcess,
     Postgres,
+    RedisClusterServers,
     RedisServer,
     clear_redis_prefix,
     free_port,
     node_env,
+    spawn_redis_cluster,
     start_node,
     start_postgres,
     start_redis,
@@ -95,6 +97,26 @@ def redis_server() -> Iterator[RedisServer]:
     server = start_redis()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisClusterServers]:
+    """Three primaries and three replicas, from redis-server --cluster-enabled yes."""
+    servers = spawn_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(params=["one-redis", "redis-cluster"])
+def shared_redis_url(request: pytest.FixtureRequest, redis_server: RedisServer) -> str:
+    """What the nodes of a multi-node test share: every such test runs on one Redis
+    and on a Redis Cluster (sharded pub/sub)."""
+    if request.param == "one-redis":
+        return redis_server.url
+    servers: RedisClusterServers = request.getfixturevalue("redis_cluster_servers")
+    return servers.url
 
 
 async def _truncate(dsn: str) -> None:
@@ -205,7 +227,7 @@ async def sockets() -> AsyncIterator[Callable[..., Socket]]:
 @pytest.fixture
 async def cluster(
     db: str,
-    redis_server: RedisServer,
+    shared_redis_url: str,
     redis_prefix: str,
     tmp_path: Path,
 ) -> AsyncIterator[Callable[..., Awaitable[NodeProcess]]]:
@@ -215,7 +237,7 @@ async def cluster(
     async def factory(redis: bool = True, **extra: str) -> NodeProcess:
         env = node_env(
             database_url=db,
-            redis_url=redis_server.url if redis else None,
+            redis_url=shared_redis_url if redis else None,
             prefix=redis_prefix,
             port=free_port(),
             extra=extra,
@@ -229,16 +251,16 @@ async def cluster(
         node.kill()
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / node.log_path.name).write_text(node.log())
-    await clear_redis_prefix(redis_server.url, redis_prefix)
+    await clear_redis_prefix(shared_redis_url, redis_prefix)
 
 
 @pytest.fixture
 async def redis_settings(
-    db: str, redis_server: RedisServer, redis_prefix: str
+    db: str, shared_redis_url: str, redis_prefix: str
 ) -> AsyncIterator[Settings]:
     """Settings of an in-process node in cluster mode."""
-    yield base_settings(db, redis_url=redis_server.url, redis_prefix=redis_prefix)
-    await clear_redis_prefix(redis_server.url, redis_prefix)
+    yield base_settings(db, redis_url=shared_redis_url, redis_prefix=redis_prefix)
+    await clear_redis_prefix(shared_redis_url, redis_prefix)
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,7 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
-import redis.asyncio as aioredis
+
+from storage.redis_link import connect_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-" + "x" * 40
@@ -160,12 +163,261 @@ def start_redis() -> RedisServer:
     return spawn_redis()
 
 
+@dataclass
+class RedisClusterServers:
+    """A Redis Cluster of real processes: each primary with its replicas."""
+
+    ports: list[int]
+    processes: dict[int, subprocess.Popen[bytes]]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:3])
+
+    def cli(self, port: int, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+
+    def primaries(self) -> list[int]:
+        """Ports of the nodes that are primaries now (as a live node sees it)."""
+        for port in self.ports:
+            if self.processes[port].poll() is None:
+                found = []
+                for line in self.cli(port, "cluster", "nodes").splitlines():
+                    fields = line.split()
+                    flags = fields[2].split(",")
+                    if "master" in flags and "fail" not in flags and "fail?" not in flags:
+                        found.append(int(fields[1].split(":")[1].split("@")[0]))
+                return sorted(found)
+        raise ServiceUnavailable("no Redis Cluster node is running")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node, as a crash would."""
+        self.processes[port].kill()
+        self.processes[port].wait(10)
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = []
+            for port in self.ports:
+                if self.processes[port].poll() is None:
+                    try:
+                        states.append("cluster_state:ok" in self.cli(port, "cluster", "info"))
+                    except subprocess.SubprocessError:
+                        states.append(False)
+            if states and all(states) and self._replicas_in_sync():
+                return
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable("the Redis Cluster did not become healthy")
+            time.sleep(0.1)
+
+    def _replicas_in_sync(self) -> bool:
+        """Every replica linked to its primary (else it could not take over)."""
+        for port in self.ports:
+            if self.processes[port].poll() is None:
+                info = self.cli(port, "info", "replication")
+                if "role:slave" in info and "master_link_status:up" not in info:
+                    return False
+        return True
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher, as Redis fixes it) is free too."""
+    while True:
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
+def spawn_redis_cluster(directory: Path, *, primaries: int = 3) -> RedisClusterServers:
+    """``primaries`` primaries with one replica each, made a cluster by
+    ``redis-cli --cluster create``; a primary that dies is replaced in about a second."""
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        raise ServiceUnavailable(
+            "a Redis Cluster needs the redis-server and redis-cli programs "
+            "(Debian: apt-get install redis-server)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    ports: list[int] = []
+    while len(ports) < primaries * 2:
+        port = _cluster_port()
+        if port not in ports:
+            ports.append(port)
+    processes: dict[int, subprocess.Popen[bytes]] = {}
+    for port in ports:
+        processes[port] = subprocess.Popen(
+            [
+                binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "1000",
+                # The slots whose primary is up stay served while another fails over.
+                "--cluster-require-full-coverage", "no",
+                "--dir", str(directory),
+                "--save", "",
+                "--appendonly", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    servers = RedisClusterServers(ports, processes, directory)
+    try:
+        deadline = time.monotonic() + 10
+        for port in ports:
+            while not port_open("127.0.0.1", port):
+                if processes[port].poll() is not None or time.monotonic() > deadline:
+                    raise ServiceUnavailable(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+        created = subprocess.run(
+            [
+                "redis-cli", "--cluster", "create",
+                *(f"127.0.0.1:{p}" for p in ports),
+                "--cluster-replicas", "1", "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise ServiceUnavailable("redis-cli --cluster create failed: " + created.stdout[-500:])
+        servers.wait_healthy()
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
+
+@dataclass
+class SentinelServers:
+    """A primary, its replica and one Sentinel watching them as ``service``."""
+
+    primary: int
+    replica: int
+    sentinel: int
+    processes: dict[int, subprocess.Popen[bytes]]
+    service: str = "lifeline"
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel}/{self.service}/0"
+
+    def kill(self, port: int) -> None:
+        self.processes[port].kill()
+        self.processes[port].wait(10)
+
+    def current_primary(self) -> int | None:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.sentinel), "sentinel", "get-master-addr-by-name",
+             self.service],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.split()  # fmt: skip
+        return int(out[1]) if len(out) >= 2 and out[1].isdigit() else None
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+
+def spawn_sentinel(directory: Path) -> SentinelServers:
+    """``redis-server --sentinel`` over a primary and a replica; a primary that stops
+    answering is replaced in about two seconds."""
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        raise ServiceUnavailable(
+            "Sentinel needs the redis-server and redis-cli programs "
+            "(Debian: apt-get install redis-server)"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    primary, replica, sentinel = free_port(), free_port(), free_port()
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(directory)]
+    processes: dict[int, subprocess.Popen[bytes]] = {}
+    servers = SentinelServers(primary, replica, sentinel, processes)
+    try:
+        processes[primary] = subprocess.Popen(
+            [binary, "--port", str(primary), *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        processes[replica] = subprocess.Popen(
+            [binary, "--port", str(replica), "--replicaof", "127.0.0.1", str(primary), *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"port {sentinel}\nbind 127.0.0.1\ndir {directory}\n"
+            f"sentinel monitor lifeline 127.0.0.1 {primary} 1\n"
+            "sentinel down-after-milliseconds lifeline 1000\n"
+            "sentinel failover-timeout lifeline 4000\n"
+            "sentinel parallel-syncs lifeline 1\n"
+        )
+        processes[sentinel] = subprocess.Popen(
+            [binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        for port in (primary, replica, sentinel):
+            while not port_open("127.0.0.1", port):
+                if processes[port].poll() is not None or time.monotonic() > deadline:
+                    raise ServiceUnavailable(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+        while True:  # the replica in sync, and Sentinel knowing of it
+            info = subprocess.run(
+                ["redis-cli", "-p", str(replica), "info", "replication"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            replicas = subprocess.run(
+                ["redis-cli", "-p", str(sentinel), "sentinel", "replicas", "lifeline"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout  # fmt: skip
+            if "master_link_status:up" in info and str(replica) in replicas:
+                break
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable("the Sentinel setup did not settle")
+            time.sleep(0.1)
+    except BaseException:
+        servers.stop()
+        raise
+    return servers
+
+
 async def clear_redis_prefix(url: str, prefix: str) -> None:
-    client = aioredis.from_url(url)
+    link = connect_redis(url)
+    client = link.client
     try:
         keys = [k async for k in client.scan_iter(match=prefix + "*", count=500)]
         if keys:
-            await client.delete(*keys)
+            # One DEL per key: on a cluster they live on several slots (the pipeline
+            # sends each node its own).
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.delete(key)
+                await pipe.execute()
     finally:
         await client.aclose()
 
