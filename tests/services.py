@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,15 @@ def start_redis() -> RedisServer:
     return spawn_redis()
 
 
+def _stop_all(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+
+
 @dataclass
 class RedisClusterServers:
     """A Redis Cluster of real processes: each primary with its replicas."""
@@ -228,12 +238,7 @@ class RedisClusterServers:
         return True
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
+        _stop_all(self.processes.values())
 
 
 def _cluster_port() -> int:
@@ -337,12 +342,7 @@ class SentinelServers:
         return int(out[1]) if len(out) >= 2 and out[1].isdigit() else None
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
+        _stop_all(self.processes.values())
 
 
 def spawn_sentinel(directory: Path) -> SentinelServers:

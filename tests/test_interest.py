@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -29,24 +30,31 @@ async def bus_figures(api: Api) -> tuple[float, float]:
     return (float(received.group(1)) if received else 0.0), float(channels.group(1))
 
 
-async def test_a_node_without_sockets_of_a_room_receives_none_of_its_traffic(
-    cluster: Cluster, http: aiohttp.ClientSession, sockets: SocketFactory
-) -> None:
-    limits = {"LIFELINE_CHAT_SEND_LIMIT": "1000", "LIFELINE_SOCKET_EVENT_BURST": "1000"}
-    one, two, three = await asyncio.gather(cluster(**limits), cluster(**limits), cluster(**limits))
-    api_one, api_two, api_three = (Api(n.url, http) for n in (one, two, three))
-    alice = await api_one.register()
-    bob = await api_one.register()
-    carol = await api_one.register()
-    room = await make_room(api_one, alice, [bob])
+async def _room_over_three(
+    api: Api, sockets: SocketFactory, one: NodeProcess, two: NodeProcess, three: NodeProcess
+) -> tuple[dict[str, Any], Socket, Socket, Socket]:
+    """Alice in a room on the first node, Bob in it on the second, and Carol on the
+    third in no room of theirs: (room, Alice's, Bob's and Carol's sockets)."""
+    alice, bob, carol = [await api.register() for _ in range(3)]
+    room = await make_room(api, alice, [bob])
     sender = sockets()
     await sender.connect(one.url, token=alice.access_token)
     assert (await sender.call("chat:join", {"room_id": room["id"]}))["ok"]
     reader = sockets()
     await reader.connect(two.url, token=bob.access_token)
     assert (await reader.call("chat:join", {"room_id": room["id"]}))["ok"]
-    bystander = sockets()  # connected to the third node, in no room of theirs
+    bystander = sockets()
     await bystander.connect(three.url, token=carol.access_token)
+    return room, sender, reader, bystander
+
+
+async def test_a_node_without_sockets_of_a_room_receives_none_of_its_traffic(
+    cluster: Cluster, http: aiohttp.ClientSession, sockets: SocketFactory
+) -> None:
+    limits = {"LIFELINE_CHAT_SEND_LIMIT": "1000", "LIFELINE_SOCKET_EVENT_BURST": "1000"}
+    one, two, three = await asyncio.gather(cluster(**limits), cluster(**limits), cluster(**limits))
+    api_one, api_two, api_three = (Api(n.url, http) for n in (one, two, three))
+    room, sender, reader, _bystander = await _room_over_three(api_one, sockets, one, two, three)
 
     before_two, _ = await bus_figures(api_two)
     before_three, channels_three = await bus_figures(api_three)
@@ -104,16 +112,7 @@ async def test_broadcast_routing_kept_for_measurement_sends_every_node_everythin
         *(cluster(LIFELINE_BUS_ROUTING="broadcast") for _ in range(3))
     )
     api_one, api_three = Api(one.url, http), Api(three.url, http)
-    alice, bob, carol = [await api_one.register() for _ in range(3)]
-    room = await make_room(api_one, alice, [bob])
-    sender = sockets()
-    await sender.connect(one.url, token=alice.access_token)
-    assert (await sender.call("chat:join", {"room_id": room["id"]}))["ok"]
-    reader = sockets()
-    await reader.connect(two.url, token=bob.access_token)
-    assert (await reader.call("chat:join", {"room_id": room["id"]}))["ok"]
-    bystander = sockets()
-    await bystander.connect(three.url, token=carol.access_token)
+    room, sender, reader, bystander = await _room_over_three(api_one, sockets, one, two, three)
     before, channels = await bus_figures(api_three)
     assert channels == 0
     for n in range(5):
