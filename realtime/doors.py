@@ -232,6 +232,47 @@ class SocketDoor:
                 except Exception:
                     log.debug("checking a socket's queue failed", exc_info=True)
 
+    async def close_unconnected(self, timeout_s: float) -> None:
+        """Close Engine.IO sessions that have not connected a namespace within
+        ``timeout_s`` of this node first seeing them, until cancelled.
+
+        python-engineio keeps a session that completed its handshake for as long as it
+        answers pings, whether or not it ever connects a namespace: a free way to hold
+        a node's memory. Node's socket.io closes such a session after 45 s
+        (``connectTimeout``); so does Lifeline (``LIFELINE_CONNECT_TIMEOUT_S``). Swept
+        every quarter of the timeout (at most 5 s). A WebSocket gets the close packet,
+        then a close frame; a polling session's next request is refused (400).
+        """
+        first_seen: dict[str, float] = {}
+        every_s = min(max(timeout_s / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(every_s)
+            now = time.monotonic()
+            alive: set[str] = set()
+            for server in self._servers.all:
+                manager = server.manager
+                namespaces = list(manager.rooms)
+                for eio_sid, socket in list(server.eio.sockets.items()):
+                    alive.add(eio_sid)
+                    if any(manager.sid_from_eio_sid(eio_sid, ns) for ns in namespaces):
+                        first_seen.pop(eio_sid, None)
+                        continue
+                    if now - first_seen.setdefault(eio_sid, now) < timeout_s:
+                        continue
+                    del first_seen[eio_sid]
+                    self._metrics.connections_refused.labels("connect_timeout").inc()
+                    try:
+                        # Not the engine's disconnect(): it waits for the close packet to
+                        # be sent (for ever, on a polling session that stops polling), and
+                        # leaves a WebSocket open until the client closes it.
+                        await socket.close(wait=False)
+                        socket.queue.put_nowait(None)  # the writer then ends the transport
+                        server.eio.sockets.pop(eio_sid, None)
+                    except Exception:  # gone meanwhile
+                        log.debug("closing an unconnected session failed", exc_info=True)
+            for gone in first_seen.keys() - alive:
+                del first_seen[gone]
+
     # -- connection -------------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:

@@ -536,6 +536,9 @@ def create_app(
                 asyncio.create_task(
                     door.cut_slow_readers(limits.socket_queue_max), name="slow-readers"
                 ),
+                asyncio.create_task(
+                    door.close_unconnected(limits.connect_timeout_s), name="connect-timeout"
+                ),
             ]
             if bridge is not None:
                 tasks.append(asyncio.create_task(bridge.run(), name="kafka"))

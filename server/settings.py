@@ -100,6 +100,8 @@ class LimitSettings:
     # Engine.IO heartbeats, as Node's socket.io: a ping every 25 s, 20 s to answer it.
     ping_interval_s: float = 25.0
     ping_timeout_s: float = 20.0
+    # An Engine.IO session that has not connected a namespace by then is closed (Node: 45 s).
+    connect_timeout_s: float = 45.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +322,7 @@ class Settings:
                 "LIFELINE_SOCKET_BUFFER_MAX_BYTES", 4 * 1024 * 1024, minimum=65536
             ),
             ping_interval_s=reader.number("LIFELINE_PING_INTERVAL_S", 25.0, minimum=1.0),
+            connect_timeout_s=reader.number("LIFELINE_CONNECT_TIMEOUT_S", 45.0, minimum=0.1),
             ping_timeout_s=reader.number("LIFELINE_PING_TIMEOUT_S", 20.0, minimum=1.0),
         )
         sos = SosSettings(

@@ -7,7 +7,8 @@ import json
 
 import aiohttp
 
-from tests.conftest import Running
+from server.settings import LimitSettings
+from tests.conftest import Running, ServerFactory
 
 
 async def _raw(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
@@ -131,3 +132,39 @@ async def test_a_second_concurrent_poll_closes_the_session(
 async def poll_once(http: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     async with http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as answer:
         return answer.status, await answer.text()
+
+
+async def test_a_session_that_never_connects_a_namespace_is_closed_after_the_connect_timeout(
+    make_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """Node's socket.io closes it after 45 s (connectTimeout); so does Lifeline, after
+    LIFELINE_CONNECT_TIMEOUT_S. A session that connects in time is left alone."""
+    server = await make_server(limits=LimitSettings(connect_timeout_s=0.5))
+    account = await server.api.register()
+    idle = await _raw(http, server.url)
+    polling_sid = await _polling_handshake(http, server.url)
+    connected = await _raw(http, server.url)
+    await connected.send_str("40" + json.dumps({"token": account.access_token}))
+    assert (await connected.receive_str(timeout=5)).startswith("40{")
+
+    # The idle WebSocket gets Engine.IO's close packet, then the close frame, at once.
+    assert await idle.receive_str(timeout=5) == "1"
+    closed = await idle.receive(timeout=2)
+    assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed
+    # The polling session is gone: its next poll is refused as an unknown session.
+    url = server.url + f"/socket.io/?EIO=4&transport=polling&sid={polling_sid}"
+    async with http.get(url) as answer:
+        assert answer.status == 400
+    # The connected one is not touched, well past the timeout.
+    await connected.send_str('421["chat:sync",{"rooms":{}}]')
+    assert json.loads((await connected.receive_str(timeout=5))[3:])[0]["ok"] is True
+    _, metrics, _ = await server.api.call("GET", "/metrics")
+    assert 'lifeline_connections_refused_total{reason="connect_timeout"} 2.0' in metrics
+    await connected.close()
+
+
+async def _polling_handshake(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url + "/socket.io/?EIO=4&transport=polling") as answer:
+        opened = await answer.text()
+    assert opened.startswith("0{")
+    return str(json.loads(opened[1:])["sid"])
