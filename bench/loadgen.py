@@ -253,6 +253,57 @@ async def chat(http: aiohttp.ClientSession, args: argparse.Namespace) -> dict[st
     }
 
 
+async def storm(http: aiohttp.ClientSession, args: argparse.Namespace) -> dict[str, Any]:
+    """Subscribers on the first node; once it dies (the bench kills it after our
+    "ready" line), each reconnects to the second node and subscribes again at once,
+    ``--concurrency`` handshakes in flight: the time until all are back."""
+    first, second = args.urls.split(",")[:2]
+    project = "storm-" + uuid.uuid4().hex[:6]
+    stats = Stats()
+    subs = [Subscriber(stats) for _ in range(args.clients)]
+    gate = asyncio.Semaphore(args.concurrency)
+
+    async def connect(sub: Subscriber, url: str) -> None:
+        async with gate:
+            await sub.connect(http, url, project)
+
+    await asyncio.gather(*(connect(s, first) for s in subs))
+    print(json.dumps({"ready": True}), flush=True)
+    lost_at: list[float] = []
+    back_at: list[float] = []
+    failures = 0
+    cpu0 = time.process_time()
+
+    async def life(sub: Subscriber) -> None:
+        nonlocal failures
+        await sub.read()  # ends when the first node dies
+        lost_at.append(time.perf_counter())
+        for _ in range(100):
+            try:
+                await connect(sub, second)
+                break
+            except Exception:
+                failures += 1
+                await asyncio.sleep(0.05)
+        else:
+            return
+        back_at.append(time.perf_counter())
+
+    await asyncio.gather(*(life(s) for s in subs))
+    elapsed = max(back_at) - min(lost_at) if back_at else float("nan")
+    for sub in subs:
+        if sub.ws is not None:
+            await sub.ws.close()
+    return {
+        "clients": args.clients,
+        "reconnected": len(back_at),
+        "failed_attempts": failures,
+        "storm_s": round(elapsed, 3),
+        "resubscribed_per_s": round(len(back_at) / elapsed, 1) if back_at else 0.0,
+        "loadgen_cpu_s": round(time.process_time() - cpu0, 3),
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -267,6 +318,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as http:
         if args.scenario == "chat":
             return await chat(http, args)
+        if args.scenario == "storm":
+            return await storm(http, args)
         subs, stats, connect_s = await connect_all(
             http, urls, args.clients, project, args.concurrency
         )
@@ -326,7 +379,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def cli() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=("fanout", "cluster", "capacity", "chat"))
+    parser.add_argument("scenario", choices=("fanout", "cluster", "capacity", "chat", "storm"))
     parser.add_argument("--urls", required=True, help="server URLs, comma-separated")
     parser.add_argument("--publish-url", default="")
     parser.add_argument("--api-key", default=os.environ.get("LIFELINE_API_KEY", "bench-key"))

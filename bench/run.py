@@ -307,6 +307,37 @@ def run_capacity(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[s
     }
 
 
+def run_storm(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -> dict[str, Any]:
+    """A node holding ``capacity_clients`` subscribed sockets is killed (SIGKILL);
+    every socket reconnects to the other node and subscribes again: how long until
+    all are back (the load generator reconnects at once, 200 handshakes in flight)."""
+    with two_nodes(peer, db, redis, logs, "storm") as servers:
+        cmd = pinned(
+            1,
+            [
+                sys.executable,
+                str(ROOT / "bench" / "loadgen.py"),
+                "storm",
+                "--urls",
+                f"{servers[0].url},{servers[1].url}",
+                "--clients",
+                str(size["capacity_clients"]),
+            ],
+        )
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        if not ready.strip():
+            raise SystemExit("the storm's load generator did not get ready")
+        cpu0 = servers[1].cpu()
+        servers[0].proc.kill()
+        out, _ = proc.communicate(timeout=300)
+        cpu = servers[1].cpu() - cpu0
+    result = dict(json.loads(out.strip().splitlines()[-1]))
+    result["survivor_cpu_s"] = round(cpu, 3)
+    return result
+
+
 def run_chat(peer: str, size: dict[str, Any], db: str, redis: str, logs: Path) -> dict[str, Any]:
     """Persisted chat exists only in Lifeline; the peers have no equivalent to measure."""
     with two_nodes(peer, db, redis, logs, "chat") as servers:
@@ -487,6 +518,8 @@ def main() -> None:
                         runs.append(run_cluster(peer, size, db, redis, logs))
                     elif scenario == "capacity":
                         runs.append(run_capacity(peer, size, db, logs))
+                    elif scenario == "storm":
+                        runs.append(run_storm(peer, size, db, redis, logs))
                     elif scenario == "chat":
                         if peer != "lifeline":
                             break
@@ -512,6 +545,7 @@ KEYS = {
     "cluster": ["p50_ms", "p99_ms", "max_ms", "lost"],
     "capacity": ["kb_per_connection", "connections_per_s"],
     "chat": ["acks_per_s", "p50_ms", "p99_ms", "failed"],
+    "storm": ["storm_s", "resubscribed_per_s", "reconnected", "failed_attempts", "survivor_cpu_s"],
     "archive": [
         "messages",
         "hot p50_ms",
