@@ -20,18 +20,24 @@ from collections import defaultdict
 from typing import Any
 
 import aiohttp
+import msgpack
 
 NS = "/live"
 
 
 class Subscriber:
-    """One /live client subscribed to a project, counting what it receives."""
+    """One /live client subscribed to a project, counting what it receives; with
+    ``packed``, a socket.io-msgpack-parser client (binary frames, its own path)."""
 
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, *, packed: bool = False) -> None:
         self.stats = stats
+        self.packed = packed
         self.ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def connect(self, http: aiohttp.ClientSession, url: str, project: str) -> None:
+        if self.packed:
+            await self._connect_packed(http, url, project)
+            return
         ws = await http.ws_connect(
             url + "/socket.io/?EIO=4&transport=websocket",
             compress=0,
@@ -52,8 +58,44 @@ class Subscriber:
             if text == "2":
                 await ws.send_str("3")
 
+    async def _connect_packed(self, http: aiohttp.ClientSession, url: str, project: str) -> None:
+        ws = await http.ws_connect(
+            url + "/socket.io-msgpack/?EIO=4&transport=websocket",
+            compress=0,
+            autoping=False,
+            max_msg_size=0,
+        )
+        self.ws = ws
+        opened = await ws.receive_str()
+        assert opened.startswith("0"), opened
+        await ws.send_bytes(msgpack.packb({"type": 0, "nsp": NS}))
+        while True:
+            message = await ws.receive()
+            if message.type == aiohttp.WSMsgType.BINARY:
+                if msgpack.unpackb(message.data)["type"] == 0:
+                    break
+            elif message.data == "2":
+                await ws.send_str("3")
+        subscribe = {
+            "type": 2,
+            "nsp": NS,
+            "id": 1,
+            "data": ["live:subscribe", {"project_id": project}],
+        }
+        await ws.send_bytes(msgpack.packb(subscribe))
+        while True:
+            message = await ws.receive()
+            if message.type == aiohttp.WSMsgType.BINARY:
+                if msgpack.unpackb(message.data)["type"] == 3:
+                    break
+            elif message.data == "2":
+                await ws.send_str("3")
+
     async def read(self) -> None:
         assert self.ws is not None
+        if self.packed:
+            await self._read_packed()
+            return
         ws = self.ws
         stats = self.stats
         prefix = f'42{NS},["'
@@ -67,6 +109,22 @@ class Subscriber:
                 now = time.time()
                 data = json.loads(text[len(NS) + 3 :])[1]
                 stats.got(data["seq"], now - data["t"])
+
+    async def _read_packed(self) -> None:
+        assert self.ws is not None
+        ws = self.ws
+        stats = self.stats
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.BINARY:
+                packet = msgpack.unpackb(message.data)
+                if packet.get("type") == 2:
+                    data = packet["data"][1]
+                    stats.got(data["seq"], time.time() - data["t"])
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                if message.data == "2":
+                    await ws.send_str("3")
+            else:
+                break
 
 
 class Stats:
@@ -99,10 +157,16 @@ class Stats:
 
 
 async def connect_all(
-    http: aiohttp.ClientSession, urls: list[str], n: int, project: str, concurrency: int
+    http: aiohttp.ClientSession,
+    urls: list[str],
+    n: int,
+    project: str,
+    concurrency: int,
+    *,
+    packed: bool = False,
 ) -> tuple[list[Subscriber], Stats, float]:
     stats = Stats()
-    subs = [Subscriber(stats) for _ in range(n)]
+    subs = [Subscriber(stats, packed=packed) for _ in range(n)]
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int, sub: Subscriber) -> None:
@@ -321,7 +385,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if args.scenario == "storm":
             return await storm(http, args)
         subs, stats, connect_s = await connect_all(
-            http, urls, args.clients, project, args.concurrency
+            http, urls, args.clients, project, args.concurrency, packed=args.msgpack
         )
         result: dict[str, Any] = {
             "clients": args.clients,
@@ -387,6 +451,9 @@ def cli() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=50.0, help="events per second (cluster)")
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument(
+        "--msgpack", action="store_true", help="subscribers speak socket.io-msgpack-parser"
+    )
     args = parser.parse_args()
     try:
         import uvloop

@@ -189,7 +189,9 @@ def bottleneck(server_cpu_s: float, wall_s: float, result: dict[str, Any]) -> st
     return f"neither (server {server:.0%}, generator {gen:.0%}): paced or latency-bound"
 
 
-def run_fanout(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str, Any]:
+def run_fanout(
+    peer: str, size: dict[str, Any], db: str, logs: Path, *, packed: bool = False
+) -> dict[str, Any]:
     port = free_port()
     server = Server(
         peer,
@@ -212,6 +214,7 @@ def run_fanout(peer: str, size: dict[str, Any], db: str, logs: Path) -> dict[str
                 str(size["fanout_clients"]),
                 "--duration",
                 str(size["duration"]),
+                *(["--msgpack"] if packed else []),
             ],
             timeout=300,
         )
@@ -518,6 +521,10 @@ def main() -> None:
                         runs.append(run_cluster(peer, size, db, redis, logs))
                     elif scenario == "capacity":
                         runs.append(run_capacity(peer, size, db, logs))
+                    elif scenario == "fanout-msgpack":
+                        if peer == "python-socketio":
+                            break
+                        runs.append(run_fanout(peer, size, db, logs, packed=True))
                     elif scenario == "storm":
                         runs.append(run_storm(peer, size, db, redis, logs))
                     elif scenario == "chat":
@@ -542,6 +549,7 @@ def main() -> None:
 
 KEYS = {
     "fanout": ["deliveries_per_s", "server_cpu_us_per_delivery", "lost"],
+    "fanout-msgpack": ["deliveries_per_s", "server_cpu_us_per_delivery", "lost"],
     "cluster": ["p50_ms", "p99_ms", "max_ms", "lost"],
     "capacity": ["kb_per_connection", "connections_per_s"],
     "chat": ["acks_per_s", "p50_ms", "p99_ms", "failed"],

@@ -14,6 +14,7 @@ const httpServer = http.createServer((req, res) => {
       const body = JSON.parse(Buffer.concat(chunks).toString());
       const room = body.channel; // "project:<id>"
       io.of("/live").to(room).emit(body.event, body.data);
+      packed.of("/live").to(room).emit(body.event, body.data);
       res.writeHead(202, { "Content-Type": "application/json" });
       res.end('{"ok":true}');
     });
@@ -23,12 +24,21 @@ const httpServer = http.createServer((req, res) => {
   res.writeHead(404); res.end();
 });
 const io = new Server(httpServer, { transports: ["websocket"], perMessageDeflate: false });
-io.of("/live").on("connection", (socket) => {
-  socket.on("live:subscribe", (payload, ack) => {
-    socket.join("project:" + payload.project_id);
-    if (typeof ack === "function") ack({ ok: true, ticker: { project_id: payload.project_id } });
-  });
+// socket.io-msgpack-parser clients on their own path, as Lifeline offers them.
+const packed = new Server(httpServer, {
+  path: "/socket.io-msgpack/",
+  parser: require("socket.io-msgpack-parser"),
+  transports: ["websocket"],
+  perMessageDeflate: false,
 });
+for (const server of [io, packed]) {
+  server.of("/live").on("connection", (socket) => {
+    socket.on("live:subscribe", (payload, ack) => {
+      socket.join("project:" + payload.project_id);
+      if (typeof ack === "function") ack({ ok: true, ticker: { project_id: payload.project_id } });
+    });
+  });
+}
 
 async function main() {
   if (process.env.REDIS_URL) {
@@ -38,6 +48,7 @@ async function main() {
     const sub = pub.duplicate();
     await Promise.all([pub.connect(), sub.connect()]);
     io.adapter(createAdapter(pub, sub, { key: process.env.REDIS_PREFIX || "bench" }));
+    packed.adapter(createAdapter(pub, sub, { key: (process.env.REDIS_PREFIX || "bench") + "-msgpack" }));
   }
   httpServer.listen(port, "127.0.0.1", () => console.log("node socket.io listening on " + port));
 }
