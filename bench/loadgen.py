@@ -35,11 +35,9 @@ class Subscriber:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
 
     async def connect(self, http: aiohttp.ClientSession, url: str, project: str) -> None:
-        if self.packed:
-            await self._connect_packed(http, url, project)
-            return
+        path = "/socket.io-msgpack/" if self.packed else "/socket.io/"
         ws = await http.ws_connect(
-            url + "/socket.io/?EIO=4&transport=websocket",
+            url + path + "?EIO=4&transport=websocket",
             compress=0,
             autoping=False,
             max_msg_size=0,
@@ -47,49 +45,41 @@ class Subscriber:
         self.ws = ws
         opened = await ws.receive_str()
         assert opened.startswith("0"), opened
-        await ws.send_str(f"40{NS},")
-        while not (await ws.receive_str()).startswith(f"40{NS},"):
-            pass
-        await ws.send_str(f'42{NS},1["live:subscribe",' + json.dumps({"project_id": project}) + "]")
-        while True:
-            text = await ws.receive_str()
-            if text.startswith(f"43{NS},1"):
-                break
-            if text == "2":
-                await ws.send_str("3")
+        await self._send(0)  # CONNECT /live
+        await self._until(0)
+        await self._send(2, ["live:subscribe", {"project_id": project}], ack_id=1)
+        await self._until(3)  # its ack
 
-    async def _connect_packed(self, http: aiohttp.ClientSession, url: str, project: str) -> None:
-        ws = await http.ws_connect(
-            url + "/socket.io-msgpack/?EIO=4&transport=websocket",
-            compress=0,
-            autoping=False,
-            max_msg_size=0,
-        )
-        self.ws = ws
-        opened = await ws.receive_str()
-        assert opened.startswith("0"), opened
-        await ws.send_bytes(msgpack.packb({"type": 0, "nsp": NS}))
+    async def _send(self, kind: int, data: Any = None, ack_id: int | None = None) -> None:
+        """One Socket.IO packet to /live, in this client's parser."""
+        assert self.ws is not None
+        if self.packed:
+            packet: dict[str, Any] = {"type": kind, "nsp": NS}
+            if data is not None:
+                packet["data"] = data
+            if ack_id is not None:
+                packet["id"] = ack_id
+            await self.ws.send_bytes(msgpack.packb(packet))
+        else:
+            body = "" if data is None else json.dumps(data)
+            await self.ws.send_str(f"4{kind}{NS},{'' if ack_id is None else ack_id}{body}")
+
+    async def _until(self, kind: int) -> None:
+        """Read until a packet of ``kind`` arrives, answering pings meanwhile."""
+        assert self.ws is not None
+        ws = self.ws
         while True:
             message = await ws.receive()
             if message.type == aiohttp.WSMsgType.BINARY:
-                if msgpack.unpackb(message.data)["type"] == 0:
-                    break
-            elif message.data == "2":
-                await ws.send_str("3")
-        subscribe = {
-            "type": 2,
-            "nsp": NS,
-            "id": 1,
-            "data": ["live:subscribe", {"project_id": project}],
-        }
-        await ws.send_bytes(msgpack.packb(subscribe))
-        while True:
-            message = await ws.receive()
-            if message.type == aiohttp.WSMsgType.BINARY:
-                if msgpack.unpackb(message.data)["type"] == 3:
-                    break
-            elif message.data == "2":
-                await ws.send_str("3")
+                if msgpack.unpackb(message.data)["type"] == kind:
+                    return
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                if message.data == "2":
+                    await ws.send_str("3")
+                elif message.data.startswith(f"4{kind}{NS},"):
+                    return
+            else:
+                raise ConnectionError(f"the connection ended: {message.type}")
 
     async def read(self) -> None:
         assert self.ws is not None

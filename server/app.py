@@ -155,12 +155,14 @@ def create_app(
             InProcessState(clock),
             on_fallback=lambda op: metrics.bus_errors.labels("state-" + op).inc(),
         )
+        # Resolved once: the bus counts every message it hears.
+        heard = {k: metrics.bus_messages.labels(k) for k in ("interest", "node-wide", "own")}
         bus = RedisPeerBus(
             link,
             prefix=settings.redis_prefix,
             node_id=settings.node_id,
             on_error=lambda kind: metrics.bus_errors.labels(kind).inc(),
-            on_received=lambda kind: metrics.bus_messages.labels(kind).inc(),
+            on_received=lambda kind: heard[kind].inc(),
             broadcast=settings.bus_routing == "broadcast",
         )
     else:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.clients import Api, Socket, make_room, send
-from tests.services import NodeProcess
+from tests.clients import Account, Api, Socket, make_room, send
+from tests.services import API_KEY, NodeProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -30,11 +31,21 @@ async def bus_figures(api: Api) -> tuple[float, float]:
     return (float(received.group(1)) if received else 0.0), float(channels.group(1))
 
 
+@dataclass
+class Trio:
+    room: dict[str, Any]
+    sender: Socket  # Alice's, on the first node, in the room
+    reader: Socket  # Bob's, on the second node, in the room
+    bystander: Socket  # Carol's, on the third node, in no room
+    bob: Account
+    carol: Account
+
+
 async def _room_over_three(
     api: Api, sockets: SocketFactory, one: NodeProcess, two: NodeProcess, three: NodeProcess
-) -> tuple[dict[str, Any], Socket, Socket, Socket]:
+) -> Trio:
     """Alice in a room on the first node, Bob in it on the second, and Carol on the
-    third in no room of theirs: (room, Alice's, Bob's and Carol's sockets)."""
+    third in no room of theirs."""
     alice, bob, carol = [await api.register() for _ in range(3)]
     room = await make_room(api, alice, [bob])
     sender = sockets()
@@ -45,7 +56,7 @@ async def _room_over_three(
     assert (await reader.call("chat:join", {"room_id": room["id"]}))["ok"]
     bystander = sockets()
     await bystander.connect(three.url, token=carol.access_token)
-    return room, sender, reader, bystander
+    return Trio(room, sender, reader, bystander, bob, carol)
 
 
 async def test_a_node_without_sockets_of_a_room_receives_none_of_its_traffic(
@@ -54,7 +65,8 @@ async def test_a_node_without_sockets_of_a_room_receives_none_of_its_traffic(
     limits = {"LIFELINE_CHAT_SEND_LIMIT": "1000", "LIFELINE_SOCKET_EVENT_BURST": "1000"}
     one, two, three = await asyncio.gather(cluster(**limits), cluster(**limits), cluster(**limits))
     api_one, api_two, api_three = (Api(n.url, http) for n in (one, two, three))
-    room, sender, reader, _bystander = await _room_over_three(api_one, sockets, one, two, three)
+    trio = await _room_over_three(api_one, sockets, one, two, three)
+    room, sender, reader, bystander = trio.room, trio.sender, trio.reader, trio.bystander
 
     before_two, _ = await bus_figures(api_two)
     before_three, channels_three = await bus_figures(api_three)
@@ -65,11 +77,12 @@ async def test_a_node_without_sockets_of_a_room_receives_none_of_its_traffic(
     after_two, channels_two = await bus_figures(api_two)
     assert after_two - before_two >= 40
     assert channels_two == 2  # bob's user channel and the room's
-    # Wait as long as the room's messages took to reach the second node, and more:
-    # nothing of them may reach the third.
-    await asyncio.sleep(1.0)
+    # A marker sent to Carol after the room's messages: once it has reached the third
+    # node, anything of the room would have too. It must be the only thing that did.
+    await _notify(api_one, trio.carol.id)
+    await bystander.inbox.nth("notification", 1, timeout=10)
     after_three, _ = await bus_figures(api_three)
-    assert after_three == before_three
+    assert after_three == before_three + 1
 
     # The last socket of the room leaves the second node: it stops listening.
     assert (await reader.call("chat:leave", {"room_id": room["id"]}))["ok"]
@@ -77,8 +90,20 @@ async def test_a_node_without_sockets_of_a_room_receives_none_of_its_traffic(
     assert channels_two == 1
     for n in range(10):
         await send(sender, room["id"], f"after{n}")
-    await asyncio.sleep(1.0)
-    assert (await bus_figures(api_two))[0] == settled_two
+    await _notify(api_one, trio.bob.id)
+    await reader.inbox.nth("notification", 1, timeout=10)
+    assert (await bus_figures(api_two))[0] == settled_two + 1
+
+
+async def _notify(api: Api, user_id: str) -> None:
+    """An in-app notification: one bus message, on the user's own channel."""
+    status, body, _ = await api.call(
+        "POST",
+        "/api/v1/notifications",
+        json={"user_ids": [user_id], "kind": "news", "title": "marker", "body": "b"},
+        headers={"X-Api-Key": API_KEY},
+    )
+    assert status == 202, body
 
 
 async def test_a_join_acknowledged_on_a_new_node_misses_nothing_sent_after_the_ack(
@@ -112,7 +137,8 @@ async def test_broadcast_routing_kept_for_measurement_sends_every_node_everythin
         *(cluster(LIFELINE_BUS_ROUTING="broadcast") for _ in range(3))
     )
     api_one, api_three = Api(one.url, http), Api(three.url, http)
-    room, sender, reader, bystander = await _room_over_three(api_one, sockets, one, two, three)
+    trio = await _room_over_three(api_one, sockets, one, two, three)
+    room, sender, reader, bystander = trio.room, trio.sender, trio.reader, trio.bystander
     before, channels = await bus_figures(api_three)
     assert channels == 0
     for n in range(5):
