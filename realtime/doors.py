@@ -20,6 +20,7 @@ from realtime.acks import error_ack, ok_ack
 from realtime.catalog import ClientEvent, EventCatalog
 from realtime.codec import UNPARSEABLE
 from realtime.expiry import TokenExpiry
+from realtime.seam import engine_of
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSession, SocketSessions
 from services.abuse import ConnectionPolicy, EventBudget
@@ -75,6 +76,7 @@ class SocketDoor:
         self._policy = policy
         for server in servers.all:
             self._attach(server)
+            engine_of(server).on_open(self._admit)
 
     def _attach(self, server: socketio.AsyncServer) -> None:
         async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
@@ -199,81 +201,50 @@ class SocketDoor:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             log.warning("drain timed out", extra={"in_flight": self._in_flight})
-        for socket in [s for server in self._servers.all for s in server.eio.sockets.values()]:
-            try:
-                await socket.close(wait=False, abort=True)
-                # Unblocks the socket's writer, which then closes the WebSocket / poll.
-                await socket.queue.put(None)
-            except Exception:  # a socket that is already gone
-                log.debug("dropping a transport failed", exc_info=True)
-
-    async def cut_slow_readers(self, max_queued: int, every_s: float = 0.5) -> None:
-        """Disconnect sockets whose unsent packets pile up, until cancelled.
-
-        python-engineio queues outgoing packets per socket without a bound; a
-        client that stops reading would grow the node's memory forever. A
-        socket over ``max_queued`` packets is dropped (it may reconnect and
-        resync); the others in its rooms are not slowed by it.
-        """
-        while True:
-            await asyncio.sleep(every_s)
-            for socket in [s for srv in self._servers.all for s in srv.eio.sockets.values()]:
-                try:
-                    if socket.queue.qsize() <= max_queued or socket.closed:
-                        continue
-                    log.warning(
-                        "disconnecting a socket that does not read", extra={"sid": socket.sid}
-                    )
-                    self._metrics.connections_refused.labels("slow_reader").inc()
-                    while not socket.queue.empty():  # free the memory at once
-                        socket.queue.get_nowait()
-                    await socket.close(wait=False, abort=True)
-                    await socket.queue.put(None)
-                except Exception:
-                    log.debug("checking a socket's queue failed", exc_info=True)
+        for server in self._servers.all:
+            engine_of(server).drop_all()
 
     async def close_unconnected(self, timeout_s: float) -> None:
         """Close Engine.IO sessions that have not connected a namespace within
-        ``timeout_s`` of this node first seeing them, until cancelled.
+        ``timeout_s`` of their first request, until cancelled.
 
-        python-engineio keeps a session that completed its handshake for as long as it
-        answers pings, whether or not it ever connects a namespace: a free way to hold
-        a node's memory. Node's socket.io closes such a session after 45 s
-        (``connectTimeout``); so does Lifeline (``LIFELINE_CONNECT_TIMEOUT_S``). Swept
-        every quarter of the timeout (at most 5 s). A WebSocket gets the close packet,
+        A session that completed its handshake and answers pings, but never connects
+        a namespace, would be a free way to hold a node's memory. Node's socket.io
+        closes such a session after 45 s (``connectTimeout``); so does Lifeline
+        (``LIFELINE_CONNECT_TIMEOUT_S``). Swept every quarter of the timeout (at most
+        5 s). A WebSocket gets the close packet,
         then a close frame; a polling session's next request is refused (400).
         """
-        first_seen: dict[str, float] = {}
         every_s = min(max(timeout_s / 4, 0.05), 5.0)
         while True:
             await asyncio.sleep(every_s)
-            now = time.monotonic()
-            alive: set[str] = set()
+            deadline = time.monotonic() - timeout_s
             for server in self._servers.all:
                 manager = server.manager
                 namespaces = list(manager.rooms)
-                for eio_sid, socket in list(server.eio.sockets.items()):
-                    alive.add(eio_sid)
+                engine = engine_of(server)
+                for eio_sid, opened_at in engine.sessions():
+                    if opened_at > deadline:
+                        continue
                     if any(manager.sid_from_eio_sid(eio_sid, ns) for ns in namespaces):
-                        first_seen.pop(eio_sid, None)
                         continue
-                    if now - first_seen.setdefault(eio_sid, now) < timeout_s:
-                        continue
-                    del first_seen[eio_sid]
                     self._metrics.connections_refused.labels("connect_timeout").inc()
-                    try:
-                        # Not the engine's disconnect(): it waits for the close packet to
-                        # be sent (for ever, on a polling session that stops polling), and
-                        # leaves a WebSocket open until the client closes it.
-                        await socket.close(wait=False)
-                        socket.queue.put_nowait(None)  # the writer then ends the transport
-                        server.eio.sockets.pop(eio_sid, None)
-                    except Exception:  # gone meanwhile
-                        log.debug("closing an unconnected session failed", exc_info=True)
-            for gone in first_seen.keys() - alive:
-                del first_seen[gone]
+                    engine.close(eio_sid)
 
     # -- connection -------------------------------------------------------------------------
+
+    async def _admit(self, environ: dict[str, Any]) -> None:
+        """Charge a new Engine.IO session to its address's connection budget, at its
+        first request, whether or not it goes on to connect a namespace. A refusal is
+        kept for the namespace's CONNECT, which answers it as the contract's
+        ``connect_error`` (``rate_limited``); the sessions of one address over its
+        budget are closed by the connect timeout if they never try."""
+        if self._policy is None:
+            return
+        try:
+            await self._policy.admit_address(self._address(environ))
+        except Exception as exc:
+            environ[_REFUSED] = exc
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if self._draining:
@@ -282,8 +253,7 @@ class SocketDoor:
         service = self._auth
         address = self._address(environ)
         try:
-            if self._policy is not None:
-                await self._policy.admit_address(address)
+            _admitted(environ)
             identity = await service.authenticate(token)
             if self._policy is not None:
                 await self._policy.admit_user(identity.user_id)
@@ -331,26 +301,7 @@ class SocketDoor:
             except Exception:
                 log.warning("after-connect hook failed", exc_info=True)
 
-    def _release_poll(self, sid: str, namespace: str, reason: Any) -> None:
-        """End a long-poll the client left hanging when it said goodbye.
-
-        python-engineio answers a pending poll only at the next ping after a
-        client's CLOSE; clients (the JS one included) then keep a request open
-        for up to 20 s. Waking the socket's queue answers it now.
-        """
-        server = self._servers.of(sid)
-        if reason != server.reason.CLIENT_DISCONNECT:
-            return
-        try:
-            eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
-            socket = server.eio.sockets.get(eio_sid)
-            if socket is not None and not socket.upgraded:
-                socket.queue.put_nowait(None)
-        except Exception:
-            log.debug("releasing a long-poll failed", exc_info=True)
-
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
-        self._release_poll(sid, rooms.MAIN, reason)
         if self._budget is not None:
             self._budget.forget(sid)
         session = self._sessions.remove(sid)
@@ -369,9 +320,9 @@ class SocketDoor:
     async def _connect_live(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         if self._draining:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
-        if self._policy is not None:
+        if environ.get(_REFUSED) is not None:
             try:
-                await self._policy.admit_address(self._address(environ))
+                _admitted(environ)
             except Exception as exc:
                 error = as_app_error(exc)
                 self._metrics.connections_refused.labels(error.code).inc()
@@ -381,7 +332,6 @@ class SocketDoor:
         return True
 
     async def _disconnect_live(self, sid: str, reason: Any = None) -> None:
-        self._release_poll(sid, rooms.LIVE, reason)
         if self._budget is not None:
             self._budget.forget(sid)
         if sid in self._live_sids:
@@ -454,6 +404,16 @@ class SocketDoor:
     def _address(self, environ: dict[str, Any]) -> str:
         """The client's address: the TCP peer, or behind a trusted proxy its
         ``X-Forwarded-For`` hop."""
-        request = environ.get("aiohttp.request")
-        peer = getattr(request, "remote", None) or environ.get("REMOTE_ADDR")
-        return self._addresses.client(peer, environ.get("HTTP_X_FORWARDED_FOR"))
+        return self._addresses.client(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+        )
+
+
+_REFUSED = "lifeline.refused"  # in a session's environ: why its address was refused
+
+
+def _admitted(environ: dict[str, Any]) -> None:
+    """Raise what refused the session's address at its first request, if anything."""
+    refused = environ.get(_REFUSED)
+    if refused is not None:
+        raise refused

@@ -1,22 +1,20 @@
 """The one fan-out path: every emit of Lifeline goes through ``Fanout``.
 
 An emit is encoded once, as the Socket.IO packet text, for the whole cluster:
-this node puts that one Engine.IO packet object straight on the send queue of
-each local recipient (no task, no coroutine chain, no re-encoding per
-recipient, which is what python-socketio's own ``emit`` costs), and publishes
+this node has its engine write that one packet, framed once, to each local
+recipient (no task, no coroutine chain, no re-encoding per recipient, which is
+what python-socketio's own ``emit`` costs), and publishes
 it msgpack-framed on the peer bus, once per target room, on that room's own
 channel: only the nodes holding sockets of the room hear it (interest-based
 routing, storage/bus.py), and they do the same with the text they receive.
 Control messages (ending the sessions of revoked tokens) go to every node.
 
-Relies on python-engineio's socket ``queue`` and ``closed`` and python-socketio's
-``manager.get_participants`` (pinned in pyproject.toml; tests/test_fanout.py fails
-if they change).
+Uses python-socketio's public ``manager.get_participants`` and Lifeline's own
+engine (realtime/engine.py), nothing private of either library.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -24,12 +22,12 @@ from typing import Any
 import msgpack
 import orjson
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 from socketio.msgpack_packet import MsgPackPacket
 
 from realtime import rooms
 from realtime.interest import interest_key
+from realtime.seam import engine_of
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
 from services.metrics import Metrics
@@ -52,14 +50,11 @@ class Fanout:
         bus: PeerBus,
         sessions: SocketSessions,
         metrics: Metrics,
-        *,
-        max_buffered_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._servers = servers
         self._bus = bus
         self._sessions = sessions
         self._metrics = metrics
-        self._max_buffered = max_buffered_bytes
         self._receipts: dict[str, ReceiptHandler] = {}
         self._room_guard: Callable[[str, int], Awaitable[None]] | None = None
         self._project_news: list[Callable[[str], None]] = []
@@ -271,43 +266,16 @@ class Fanout:
         encoded: str | bytes,
         skip_sid: str | None,
     ) -> int:
-        """Send one broadcast to every local socket of one server in the rooms.
-
-        A socket that opened straight on WebSocket gets the same pre-built
-        WebSocket frame written to its TCP transport (one write, nothing else);
-        any other (long-polling, upgraded) gets one shared Engine.IO packet on
-        its queue, which python-engineio's writer sends.
-        """
-        packet = eio_packet.Packet(eio_packet.MESSAGE, encoded)  # encoded once, then cached
-        frame: bytes | None = None
-        sockets = server.eio.sockets
-        environs = server.environ
+        """Send one broadcast to every local socket of one server in the rooms: the
+        engine writes one pre-built frame to each (``Engine.broadcast``)."""
         room: str | list[str] = targets if len(targets) > 1 else targets[0]
-        delivered = 0
         # A list of rooms reaches each socket once, even if it is in several of them.
-        for sid, eio_sid in server.manager.get_participants(namespace, room):
-            if sid == skip_sid:
-                continue
-            socket = sockets.get(eio_sid)
-            if socket is None or socket.closed:
-                continue
-            transport = direct_transport(environs.get(eio_sid))
-            if transport is not None:
-                if transport.is_closing():
-                    continue
-                if transport.get_write_buffer_size() > self._max_buffered:
-                    # It stopped reading: cut it off rather than buffer without bound.
-                    log.warning("cutting off a socket that does not read", extra={"sid": sid})
-                    self._metrics.connections_refused.labels("slow_reader").inc()
-                    transport.abort()
-                    continue
-                if frame is None:
-                    frame = ws_frame(encoded)
-                transport.write(frame)
-            else:
-                socket.queue.put_nowait(packet)
-            delivered += 1
-        return delivered
+        eio_sids = [
+            eio_sid
+            for sid, eio_sid in server.manager.get_participants(namespace, room)
+            if sid != skip_sid
+        ]
+        return engine_of(server).broadcast(eio_sids, encoded) if eio_sids else 0
 
     def _dropped(self, namespace: str, room: str) -> None:
         # Not listening any more: what was cached of a project can go stale unheard.
@@ -347,35 +315,3 @@ def _key(namespace: str, room: str) -> str:
     if key is None:
         raise ValueError(f"not a shared room: {room!r}")
     return key
-
-
-def direct_transport(environ: dict[str, Any] | None) -> asyncio.Transport | None:
-    """The TCP transport of a socket that connected with ``transport=websocket``.
-
-    Its WebSocket owns the connection for the socket's whole life, so frames
-    written here arrive in order with those python-engineio's writer sends
-    (each is one synchronous ``transport.write``, never interleaved).
-    """
-    if environ is None or "transport=websocket" not in environ.get("QUERY_STRING", ""):
-        return None
-    request = environ.get("aiohttp.request")
-    transport = getattr(request, "transport", None)
-    # uvloop's transports are not asyncio.Transport subclasses; both have these.
-    return transport if hasattr(transport, "write") and hasattr(transport, "is_closing") else None
-
-
-def ws_frame(encoded: str | bytes) -> bytes:
-    """One final, unmasked, uncompressed WebSocket frame (server to client) of an
-    Engine.IO MESSAGE: text ``4<packet>`` for JSON, the raw bytes for msgpack."""
-    if isinstance(encoded, str):
-        opcode, payload = 0x81, ("4" + encoded).encode()
-    else:
-        opcode, payload = 0x82, encoded
-    size = len(payload)
-    if size < 126:
-        header = bytes((opcode, size))
-    elif size < 65536:
-        header = bytes((opcode, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((opcode, 127)) + size.to_bytes(8, "big")
-    return header + payload

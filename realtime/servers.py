@@ -6,8 +6,6 @@ Both serve the same namespaces, events and rooms; fan-out reaches the sockets of
 
 from __future__ import annotations
 
-import asyncio
-
 import socketio
 
 from realtime.interest import Interest
@@ -20,13 +18,11 @@ class SocketServers:
         self,
         json_server: socketio.AsyncServer,
         *,
-        msgpack_path: str = "",
         interest: Interest | None = None,
     ) -> None:
         self.json = json_server
         self.interest = interest
         self.msgpack: socketio.AsyncServer | None = None
-        self._msgpack_path = "/" + msgpack_path if msgpack_path else ""
         self._of: dict[str, socketio.AsyncServer] = {}
 
     @property
@@ -50,15 +46,3 @@ class SocketServers:
         await self.of(sid).enter_room(sid, room, namespace=namespace)
         if self.interest is not None:
             await self.interest.ready(namespace, room)
-
-    async def close_session(self, path: str, sid: str) -> None:
-        """End an Engine.IO session (its pending poll gets the close packet), by the
-        request path it came in on: the msgpack server's own path, or the JSON one's."""
-        server = (
-            self.msgpack
-            if self.msgpack is not None
-            and self._msgpack_path
-            and (path.startswith(self._msgpack_path))
-            else self.json
-        )
-        await asyncio.wait_for(server.eio.disconnect(sid), timeout=5)

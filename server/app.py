@@ -57,13 +57,9 @@ from realtime.fanout import Fanout
 from realtime.interest import Interest
 from realtime.manager import IndexedManager
 from realtime.membership import RoomMembers
+from realtime.seam import SocketServer, engine_of
 from realtime.servers import SocketServers
 from realtime.sessions import SocketSessions
-from realtime.transport import (
-    contain_engine_failures,
-    engine_gate,
-    without_ws_compression,
-)
 from server.settings import Settings
 from services.abuse import AbuseLimits, ConnectionPolicy, EventBudget
 from services.accounts import AccountRules, AccountService
@@ -135,9 +131,6 @@ def create_app(
     middlewares = [
         lifeline_middleware(metrics, csp=content_security_policy(settings.map_tiles_url))
     ]
-    middlewares.append(contain_engine_failures)
-    if not settings.ws_compression:
-        middlewares.append(without_ws_compression)
     app = web.Application(middlewares=middlewares, client_max_size=limits.max_payload_bytes)
 
     # -- stores: built here, connected at startup ---------------------------------------------
@@ -181,7 +174,7 @@ def create_app(
     # -- Socket.IO ------------------------------------------------------------------------------
     options: dict[str, Any] = dict(
         async_mode="aiohttp",
-        # None: python-engineio accepts only the node's own origin (and clients that send
+        # None: the engine accepts only the node's own origin (and clients that send
         # none, as native apps do); a list adds origins; "*" opens it to every site.
         cors_allowed_origins=_cors(settings.cors_origins),
         max_http_buffer_size=limits.max_payload_bytes,
@@ -194,25 +187,22 @@ def create_app(
     )
     interest = Interest(bus)
     metrics.bus_channels.set_function(lambda: bus.channel_count)
-    sio = socketio.AsyncServer(json=SocketJson, client_manager=IndexedManager(interest), **options)
-    servers = SocketServers(sio, msgpack_path=settings.msgpack_path, interest=interest)
+    sio = SocketServer(json=SocketJson, client_manager=IndexedManager(interest), **options)
+    servers = SocketServers(sio, interest=interest)
     if settings.msgpack_path:
         # socket.io-msgpack-parser clients connect on their own path.
-        servers.msgpack = socketio.AsyncServer(
+        servers.msgpack = SocketServer(
             serializer="msgpack", client_manager=IndexedManager(interest), **options
         )
         servers.msgpack.attach(app, socketio_path=settings.msgpack_path)
     sio.attach(app, socketio_path="socket.io")
-    # What the Engine.IO protocol refuses, before python-engineio sees a request.
-    app.middlewares.append(
-        engine_gate(
-            max_http_buffer_size=limits.max_payload_bytes, close_session=servers.close_session
-        )
-    )
+    for server in servers.all:
+        engine = engine_of(server)
+        engine.max_queued = limits.socket_queue_max
+        engine.max_buffered = limits.socket_buffer_max_bytes
+        engine.on_cut = metrics.connections_refused.labels("slow_reader").inc
     sessions = SocketSessions()
-    fanout = Fanout(
-        servers, bus, sessions, metrics, max_buffered_bytes=limits.socket_buffer_max_bytes
-    )
+    fanout = Fanout(servers, bus, sessions, metrics)
 
     # -- the domain -----------------------------------------------------------------------------
     auth_settings = settings.auth
@@ -534,9 +524,6 @@ def create_app(
                 asyncio.create_task(expiry.run(), name="token-expiry"),
                 asyncio.create_task(
                     attachments.run(every_s=upload_settings.sweep_every_s), name="upload-sweeper"
-                ),
-                asyncio.create_task(
-                    door.cut_slow_readers(limits.socket_queue_max), name="slow-readers"
                 ),
                 asyncio.create_task(
                     door.close_unconnected(limits.connect_timeout_s), name="connect-timeout"

@@ -17,6 +17,7 @@ from aiohttp import web
 from handlers.docs import ApiDocuments
 from server.embedded_pg import EmbeddedPostgres
 from server.logs import configure_logging
+from server.serving import run
 from server.settings import DEV_API_KEY, Settings, SettingsError
 from storage.crypto import FieldCipher, parse_keys
 
@@ -116,15 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Lifeline {settings.node_id} listening on {url}", flush=True)
         if settings.api_key == DEV_API_KEY:
             print(f"development API key (X-Api-Key): {DEV_API_KEY}", flush=True)
-        web.run_app(
-            app(),
-            host=settings.host,
-            port=settings.port,
-            shutdown_timeout=settings.shutdown_timeout_s,
-            print=None,
-            access_log=None,
-            handle_signals=True,
-        )
+        run(app(), settings.host, settings.port, shutdown_timeout=settings.shutdown_timeout_s)
     finally:
         if embedded is not None:
             embedded.stop()

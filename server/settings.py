@@ -219,7 +219,6 @@ class Settings:
     log_level: str = "INFO"
     # Browser origins allowed besides the node's own; empty: same origin only.
     cors_origins: tuple[str, ...] = ()
-    ws_compression: bool = False
     # Path of the socket.io-msgpack-parser endpoint; empty: not offered.
     msgpack_path: str = "socket.io-msgpack"
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -424,8 +423,6 @@ class Settings:
             msgpack_path=reader.text("LIFELINE_MSGPACK_PATH", "socket.io-msgpack").strip("/")
             if reader.optional("LIFELINE_MSGPACK_PATH") != "off"
             else "",
-            ws_compression=reader.choice("LIFELINE_WS_COMPRESSION", ("true", "false"), "false")
-            == "true",
             auth=auth,
             limits=limits,
             sos=sos,

@@ -14,9 +14,9 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from server.app import create_app
+from server.serving import Listener
 from server.settings import AuthSettings, LimitSettings, ProviderSettings, Settings
 from storage.crypto import parse_keys
 from storage.db import apply_migrations, create_pool
@@ -170,7 +170,7 @@ class Running:
     url: str
     app: web.Application
     api: Api
-    server: TestServer
+    server: Listener
 
 
 ServerFactory = Callable[..., Awaitable[Running]]
@@ -180,15 +180,15 @@ ServerFactory = Callable[..., Awaitable[Running]]
 async def make_server(
     db: str, http: aiohttp.ClientSession, clock: FakeClock
 ) -> AsyncIterator[ServerFactory]:
-    started: list[TestServer] = []
+    started: list[Listener] = []
 
     async def factory(
         settings: Settings | None = None, *, extra_channels: tuple[Any, ...] = (), **changes: Any
     ) -> Running:
         settings = settings or base_settings(db, **changes)
         app = create_app(settings, clock=clock, extra_channels=extra_channels)
-        server = TestServer(app, host="127.0.0.1", port=free_port())
-        await server.start_server()
+        server = Listener(app, "127.0.0.1", free_port())
+        await server.start()
         started.append(server)
         url = f"http://127.0.0.1:{server.port}"
         return Running(url, app, Api(url, http), server)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -321,10 +322,18 @@ async def test_cors_is_closed_by_default_and_opens_to_configured_origins(
     make_server: ServerFactory, db: str
 ) -> None:
     closed = await make_server()
-    status, _, _ = await closed.api.call(
+    status, body, _ = await closed.api.call(
         "GET", "/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"}
     )
-    assert status == 400
+    # Node's engine.io answer to a request it may not serve.
+    assert status == 403 and body == {"code": 4, "message": "Forbidden"}
+    # A WebSocket from another site's page is refused before the upgrade.
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await closed.api.http.ws_connect(
+            closed.url + "/socket.io/?EIO=4&transport=websocket",
+            headers={"Origin": "https://evil.example"},
+        )
+    assert refused.value.status == 403
     status, _, _ = await closed.api.call("GET", "/socket.io/?EIO=4&transport=polling")
     assert status == 200  # native apps send no Origin
     opened = await make_server(base_settings(db, cors_origins=("https://app.example",)))

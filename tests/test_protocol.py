@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 
@@ -168,3 +169,126 @@ async def _polling_handshake(http: aiohttp.ClientSession, url: str) -> str:
         opened = await answer.text()
     assert opened.startswith("0{")
     return str(json.loads(opened[1:])["sid"])
+
+
+async def _polling_live(http: aiohttp.ClientSession, url: str) -> str:
+    """A long-polling session connected to /live; returns its URL."""
+    base = url + "/socket.io/?EIO=4&transport=polling"
+    session = f"{base}&sid={await _polling_handshake(http, url)}"
+    async with http.post(session, data="40/live,") as answer:
+        assert answer.status == 200
+    async with http.get(session) as answer:
+        assert (await answer.text()).startswith("40/live,{")
+    return session
+
+
+async def test_an_invalid_polling_body_is_400_and_ends_the_session(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """Engine.IO: a payload that does not decode is an error, and the session ends
+    (python-engineio answered 200 and let it live on)."""
+    for body in (b"x is no packet type", b"\xff\xfe not UTF-8", b"b!!! not base64", b""):
+        session = await _polling_live(http, server.url)
+        async with http.post(session, data=body) as answer:
+            assert answer.status == 400, body
+            assert await answer.json() == {"code": 3, "message": "Bad request"}
+        async with http.get(session) as answer:
+            assert answer.status == 400, body  # the session is gone
+            assert await answer.json() == {"code": 1, "message": "Session ID unknown"}
+
+
+async def test_a_client_close_answers_the_pending_poll_at_once(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """The engine.io protocol suite's forced close: a GET waits, the client POSTs the
+    close packet; the GET is answered with a noop at once (python-engineio answered it
+    only at the next ping, 25 s on), and the session is gone."""
+    session = await _polling_live(http, server.url)
+    pending = asyncio.ensure_future(poll_once(http, session))
+    await asyncio.sleep(0)  # the GET is on its way before the close
+    async with http.post(session, data="1") as answer:
+        assert answer.status == 200
+    assert await asyncio.wait_for(pending, 5) == (200, "6")
+    async with http.get(session) as answer:
+        assert answer.status == 400
+
+
+async def test_a_session_past_its_ping_timeout_is_closed_on_time(
+    make_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """A client that stops answering pings is gone pingTimeout after the ping, on
+    long-polling and on WebSocket (python-engineio let a polling one live up to 20 s
+    more)."""
+    interval, timeout = 0.3, 0.5
+    server = await make_server(
+        limits=LimitSettings(ping_interval_s=interval, ping_timeout_s=timeout)
+    )
+    session = await _polling_live(http, server.url)
+    assert await poll_once(http, session) == (200, "2")  # the ping, left unanswered
+    pinged = time.monotonic()
+    # The next GET waits, and ends when the session does.
+    status, text = await poll_once(http, session)
+    assert (status, text) in ((200, "6"), (200, "1")), (status, text)
+    assert time.monotonic() - pinged < timeout + 1.0
+    assert (await poll_once(http, session))[0] == 400
+
+    ws = await http.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket")
+    assert (await ws.receive_str(timeout=5)).startswith("0{")
+    await ws.send_str("40/live,")
+    assert (await ws.receive_str(timeout=5)).startswith("40/live,{")
+    assert await ws.receive_str(timeout=5) == "2"
+    pinged = time.monotonic()
+    closing = await ws.receive(timeout=timeout + 1.0)
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closing
+    assert time.monotonic() - pinged < timeout + 1.0
+    _, metrics, _ = await server.api.call("GET", "/metrics")
+    assert 'lifeline_sockets_connected{namespace="/live"} 0.0' in metrics
+
+
+async def test_an_invalid_socketio_packet_closes_the_connection_at_once(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """The Socket.IO suite's invalid handshake ("4abc"): the connection is closed, at
+    once (python-engineio left it open until the ping timeout)."""
+    ws = await _raw(http, server.url)
+    await ws.send_str("4abc")
+    closing = await ws.receive(timeout=5)
+    assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+    assert closing.data == 1002
+    session = await _polling_live(http, server.url)
+    async with http.post(session, data="4abc") as answer:
+        assert answer.status == 200  # the payload is Engine.IO; its Socket.IO packet is not
+    async with http.get(session) as answer:
+        assert answer.status in (200, 400)
+        if answer.status == 200:
+            assert await answer.text() in ("6", "1")
+    assert (await poll_once(http, session))[0] == 400
+    status, _, _ = await server.api.call("GET", "/healthz")
+    assert status == 200
+
+
+async def test_a_websocket_message_over_the_payload_limit_closes_with_1009(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    ws = await _raw(http, server.url)
+    await ws.send_str("4" + "x" * (64 * 1024 + 1))  # past LIFELINE_MAX_PAYLOAD_BYTES
+    closing = await ws.receive(timeout=5)
+    assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+    assert closing.data == 1009  # "message too big"
+
+
+async def test_sessions_count_against_the_address_limit_from_their_first_request(
+    make_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """Handshakes alone use up an address's connection budget: a session that never
+    connects a namespace is no free way around it. The refusal reaches the client as
+    the contract's connect_error when it connects a namespace."""
+    server = await make_server(limits=LimitSettings(connections_per_address=3))
+    idle = [await _polling_handshake(http, server.url) for _ in range(3)]
+    assert len(set(idle)) == 3
+    ws = await _raw(http, server.url)
+    await ws.send_str("40/live,")
+    refused = await ws.receive_str(timeout=5)
+    assert refused.startswith("44/live,"), refused
+    assert json.loads(refused[len("44/live,") :])["message"] == "rate_limited"
+    await ws.close()
