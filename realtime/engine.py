@@ -49,6 +49,7 @@ OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
 SEPARATOR = "\x1e"
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEAD = 16 * 1024  # bytes of a request head the front door reads before handing over
+_HEAD_TIMEOUT_S = 60.0  # for the first request head to arrive (Node's headersTimeout)
 
 
 class Reason:
@@ -147,6 +148,7 @@ class Connection(asyncio.Protocol, _Link):
         "_fragments",
         "_opcode",
         "_socket",
+        "_timer",
         "_transport",
     )
 
@@ -158,11 +160,13 @@ class Connection(asyncio.Protocol, _Link):
         self._socket: EngineSocket | None = None
         self._fragments: list[bytes] | None = None
         self._opcode = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._timer = asyncio.get_running_loop().call_later(_HEAD_TIMEOUT_S, transport.close)
 
     def data_received(self, data: bytes) -> None:
         if self._socket is not None:
@@ -177,6 +181,9 @@ class Connection(asyncio.Protocol, _Link):
                 self._buffer = buffer
             return
         self._buffer = b""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         head = buffer[:end].decode("latin-1")
         engine, query, headers = self._ours(head)
         if engine is None:
@@ -205,6 +212,9 @@ class Connection(asyncio.Protocol, _Link):
             self._frames(rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         socket, self._socket = self._socket, None
         if socket is not None:
             socket.link_lost(self)
@@ -235,6 +245,9 @@ class Connection(asyncio.Protocol, _Link):
         """aiohttp takes the connection from here, as if it had read every byte itself."""
         transport = self._transport
         assert transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         protocol = self._aiohttp()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
@@ -405,6 +418,7 @@ class EngineSocket:
         "opened_at",
         "outbox",
         "poll",
+        "poller",
         "session",
         "sid",
         "task",
@@ -420,8 +434,10 @@ class EngineSocket:
         self.link: _Link | None = None  # the WebSocket, once it carries the session
         self.candidate: _Link | None = None  # a WebSocket probing to take over polling
         self.outbox: list[str | bytes] = []  # polling: packets the next GET takes
-        self.poll: asyncio.Future[None] | None = None  # polling: the GET waiting
-        self.inbox: deque[tuple[int, Any]] = deque()
+        self.poll: asyncio.Future[bool] | None = None  # polling: the GET waiting
+        self.poller: Any = None  # ... and its connection
+        # Packets for python-socketio, in order; made when a burst comes, dropped after.
+        self.inbox: deque[tuple[int, Any]] | None = None
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.waiting_pong = False
@@ -453,7 +469,7 @@ class EngineSocket:
     def _wake_poll(self) -> None:
         poll = self.poll
         if poll is not None and not poll.done():
-            poll.set_result(None)
+            poll.set_result(True)
 
     def take_outbox(self) -> list[str | bytes]:
         packets, self.outbox = self.outbox, []
@@ -508,6 +524,8 @@ class EngineSocket:
             self.close(Reason.TRANSPORT_CLOSE, send_close=False)
 
     def _push(self, kind: int, value: Any) -> None:
+        if self.inbox is None:
+            self.inbox = deque()
         self.inbox.append((kind, value))
         if self.task is None:
             self.task = asyncio.get_running_loop().create_task(self._run())
@@ -517,6 +535,8 @@ class EngineSocket:
         try:
             while self.inbox:
                 kind, value = self.inbox.popleft()
+                if not self.inbox:
+                    self.inbox = None
                 if kind == _MESSAGE:
                     if self.closed:
                         continue
@@ -591,7 +611,8 @@ class EngineSocket:
         else:
             self.outbox = [CLOSE] if send_close and not abort else []
             self._wake_poll()
-        self.inbox = deque(item for item in self.inbox if item[0] == _CONNECT)
+        if self.inbox:  # what python-socketio has not heard yet is moot, but its connect
+            self.inbox = deque(item for item in self.inbox if item[0] == _CONNECT)
         self._push(_DISCONNECT, reason)
 
 
@@ -917,17 +938,27 @@ class Engine:
     async def _poll(
         self, socket: EngineSocket, origin: str | None, request: web.Request
     ) -> web.StreamResponse:
-        if socket.poll is not None:
-            # A second GET while one waits: the protocol closes the session; the
-            # first gets the close packet, this one an error.
-            socket.close(Reason.TRANSPORT_ERROR)
-            raise _BAD_REQUEST
+        waiting = socket.poll
+        if waiting is not None:
+            if socket.poller is not None and not socket.poller.is_closing():
+                # A second GET while one waits: the protocol closes the session;
+                # the first gets the close packet, this one an error.
+                socket.close(Reason.TRANSPORT_ERROR)
+                raise _BAD_REQUEST
+            # The GET that waited lost its client (a dropped request the client
+            # sends again): this one takes its place, and what waits is kept for it.
+            socket.poll = socket.poller = None
+            if not waiting.done():
+                waiting.set_result(False)
         if not socket.outbox and not socket.closed:
-            poll = socket.poll = asyncio.get_running_loop().create_future()
+            poll: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            socket.poll, socket.poller = poll, request.transport
             try:
-                await poll
+                if not await poll:
+                    return web.Response(status=204)  # nobody reads this answer
             finally:
-                socket.poll = None
+                if socket.poll is poll:
+                    socket.poll = socket.poller = None
         packets = socket.take_outbox()
         if not packets:
             packets = [NOOP]  # woken with nothing to say (an upgrade finished)

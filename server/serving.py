@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import ssl
 from collections.abc import Awaitable
 
 from aiohttp import web
@@ -31,12 +30,10 @@ class Listener:
         port: int,
         *,
         shutdown_timeout: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
-        self._ssl = ssl_context
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
         )
@@ -52,7 +49,6 @@ class Listener:
             lambda: Connection(engines, aiohttp_protocol),
             self.host,
             self.port,
-            ssl=self._ssl,
             reuse_address=True,
             backlog=1024,
         )

@@ -8,6 +8,8 @@ import time
 
 import aiohttp
 
+from realtime.seam import engine_of
+from server.app import SOCKETIO
 from server.settings import LimitSettings
 from tests.conftest import Running, ServerFactory
 
@@ -292,3 +294,24 @@ async def test_sessions_count_against_the_address_limit_from_their_first_request
     assert refused.startswith("44/live,"), refused
     assert json.loads(refused[len("44/live,") :])["message"] == "rate_limited"
     await ws.close()
+
+
+async def test_a_poll_whose_client_went_away_is_replaced_by_the_next(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """A GET the client dropped (a timeout, a flaky network) is no second concurrent
+    GET: the client's next one takes its place and gets what was waiting."""
+    session = await _polling_live(http, server.url)
+    engine = engine_of(server.app[SOCKETIO])
+    sid = session.rsplit("sid=", 1)[1]
+    async with aiohttp.ClientSession() as other:
+        dropped = asyncio.ensure_future(poll_once(other, session))
+        while engine.sockets[sid].poll is None:  # the node holds the GET
+            await asyncio.sleep(0.01)
+        dropped.cancel()  # the client closes that connection
+    status, _, _ = await server.api.call("GET", "/healthz")
+    assert status == 200
+    async with http.post(session, data='42/live,1["live:subscribe",{"project_id":"p"}]') as a:
+        assert a.status == 200
+    status, text = await poll_once(http, session)
+    assert status == 200 and text.startswith("43/live,1"), text
