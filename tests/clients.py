@@ -127,8 +127,14 @@ class Inbox:
 class Socket:
     """A python-socketio client with an inbox and a disconnect signal."""
 
-    def __init__(self, *, reconnection: bool = False) -> None:
-        self.sio = socketio.AsyncClient(reconnection=reconnection, request_timeout=5)
+    def __init__(self, *, reconnection: bool = False, msgpack: bool = False) -> None:
+        self.sio = socketio.AsyncClient(
+            reconnection=reconnection,
+            request_timeout=5,
+            **({"serializer": "msgpack"} if msgpack else {}),
+        )
+        # socket.io-msgpack-parser clients have their own path (LIFELINE_MSGPACK_PATH).
+        self.path = "socket.io-msgpack" if msgpack else "socket.io"
         self.inbox = Inbox()
         self.disconnected = asyncio.Event()
         self.disconnect_reasons: list[Any] = []
@@ -168,6 +174,7 @@ class Socket:
             auth=auth,
             namespaces=[namespace],
             transports=transports or ["websocket"],
+            socketio_path=self.path,
             wait_timeout=5,
         )
 

@@ -60,6 +60,34 @@ async def test_long_polling_works_on_a_single_node(
     assert await socket.inbox.next("hello") == {"n": 1}
 
 
+@pytest.mark.parametrize("parser", ["json", "msgpack"])
+@pytest.mark.parametrize(
+    "transports",
+    [["websocket"], ["polling"], ["polling", "websocket"]],
+    ids=["websocket", "polling", "upgrade"],
+)
+async def test_the_python_client_on_every_transport_and_parser(
+    server: Running, sockets: Callable[..., Socket], transports: list[str], parser: str
+) -> None:
+    account = await server.api.register()
+    socket = sockets(msgpack=parser == "msgpack")
+    await socket.connect(server.url, token=account.access_token, transports=transports)
+    deadline = asyncio.get_running_loop().time() + 5
+    while socket.sio.transport() != transports[-1]:  # the upgrade, when there is one
+        assert asyncio.get_running_loop().time() < deadline, socket.sio.transport()
+        await asyncio.sleep(0.02)
+    ack = await socket.call("chat:sync", {"rooms": {}})
+    assert ack["ok"] is True
+    status, _, _ = await server.api.call(
+        "POST",
+        "/api/v1/publish",
+        json={"channel": f"user:{account.id}", "event": "hello", "data": {"n": [1, 2.5]}},
+        headers={"X-Api-Key": "test-api-key"},
+    )
+    assert status == 202
+    assert await socket.inbox.next("hello") == {"n": [1, 2.5]}
+
+
 async def test_unknown_events_get_no_ack_and_are_counted(
     server: Running, sockets: Callable[..., Socket]
 ) -> None:
