@@ -69,9 +69,8 @@ async def drive(
                 targets.append(project)
                 for _ in range(subscribers):
                     sub = Subscriber(stats)
-                    await sub.connect(http, server.url, project)
+                    await sub.connect(server.url, project)
                     subs.append(sub)
-        readers = [asyncio.create_task(s.read()) for s in subs]
         before = [await bus_messages(http, s.url) for s in servers]
         cpu0 = [s.cpu() for s in servers]
         publisher_cpu0 = publisher.cpu()
@@ -89,10 +88,7 @@ async def drive(
         publisher_cpu = publisher.cpu() - publisher_cpu0
         after = [await bus_messages(http, s.url) for s in servers]
         for sub in subs:
-            if sub.ws is not None:
-                await sub.ws.close()
-        for reader in readers:
-            reader.cancel()
+            sub.close()
     received = [
         {k: a.get(k, 0.0) - b.get(k, 0.0) for k in ("interest", "node-wide", "own")}
         for a, b in zip(after, before, strict=True)
