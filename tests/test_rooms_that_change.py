@@ -235,6 +235,8 @@ async def test_who_may_change_what(server: Running, sockets: SocketFactory) -> N
     ]
     ack = await bobs.call("chat:leave", {"room_id": direct["id"]})
     assert ack["error"]["code"] == "forbidden"  # not his room
+    ack = await bobs.call("chat:leave", {"room_id": str(uuid.uuid4())})
+    assert ack["error"]["code"] == "forbidden"  # no such room: the same answer, nothing told
 
 
 async def test_search_finds_what_the_caller_may_read_best_first_and_nothing_else(
