@@ -50,6 +50,7 @@ SEPARATOR = "\x1e"
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEAD = 16 * 1024  # bytes of a request head the front door reads before handing over
 _HEAD_TIMEOUT_S = 60.0  # for the first request head to arrive (Node's headersTimeout)
+_FRAGMENT_COST = 64  # bytes a WebSocket fragment counts for, beyond its payload, against the limit
 
 
 class Reason:
@@ -145,6 +146,7 @@ class Connection(asyncio.Protocol, _Link):
         "_aiohttp",
         "_buffer",
         "_engines",
+        "_fragmented",
         "_fragments",
         "_opcode",
         "_socket",
@@ -159,6 +161,7 @@ class Connection(asyncio.Protocol, _Link):
         self._buffer = b""
         self._socket: EngineSocket | None = None
         self._fragments: list[bytes] | None = None
+        self._fragmented = 0
         self._opcode = 0
         self._timer: asyncio.TimerHandle | None = None
 
@@ -316,7 +319,10 @@ class Connection(asyncio.Protocol, _Link):
                 self._fail(1002)
                 return False
             self._fragments.append(payload)
-            if sum(map(len, self._fragments)) > limit:
+            self._fragmented += len(payload) + _FRAGMENT_COST
+            if self._fragmented > limit:
+                # Counted with a cost per fragment, so empty ones cannot grow the
+                # list (and the time to join it) without bound.
                 self._fail(1009)
                 return False
             if not fin:
@@ -329,6 +335,7 @@ class Connection(asyncio.Protocol, _Link):
                 return False
             if not fin:
                 self._fragments, self._opcode = [payload], opcode
+                self._fragmented = len(payload) + _FRAGMENT_COST
                 return True
         else:
             self._fail(1002)

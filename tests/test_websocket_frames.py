@@ -127,6 +127,20 @@ async def test_frames_that_break_the_websocket_protocol_close_with_its_codes(
         ws.close()
 
 
+async def test_a_message_in_endless_empty_fragments_is_closed_as_too_big(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    ws = await _connected(server)
+    ws.send(0x1, b"42/live,", fin=False)
+    # Empty continuations carry no bytes, but each costs the node a place in the
+    # message being assembled: the payload limit counts them too.
+    ws.writer.write(frame(0x0, b"", fin=False) * 2_000)
+    assert await ws.closed_with() == 1009
+    ws.close()
+    async with http.get(server.url + "/healthz") as response:
+        assert response.status == 200
+
+
 async def test_no_bytes_a_client_sends_take_the_node_down(
     server: Running, http: aiohttp.ClientSession
 ) -> None:
