@@ -368,6 +368,10 @@ class SocketDoor:
     ) -> dict[str, Any]:
         started = time.perf_counter()
         self._metrics.child(self._metrics.events_in, event).inc()
+        if not self._servers.connected(sid, namespace):
+            # Queued behind its own disconnect (a flood cut off, a client gone
+            # mid-burst): nobody hears the ack, and nothing is done for it.
+            return error_ack(Unavailable("this socket is disconnected"))
         if self._budget is not None:
             verdict = self._budget.spend(sid)
             if verdict is not True:

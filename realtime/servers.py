@@ -39,10 +39,17 @@ class SocketServers:
     def of(self, sid: str) -> socketio.AsyncServer:
         return self._of.get(sid, self.json)
 
+    def connected(self, sid: str, namespace: str) -> bool:
+        """The socket is (still) connected to the namespace."""
+        return bool(self.of(sid).manager.is_connected(sid, namespace))
+
     async def enter(self, sid: str, room: str, *, namespace: str) -> None:
         """Put a socket in a shared room, and return once this node hears the room's
         news from every node (the bus confirmed its subscription), so a join
         acknowledged after this misses nothing published after the ack."""
-        await self.of(sid).enter_room(sid, room, namespace=namespace)
+        try:
+            await self.of(sid).enter_room(sid, room, namespace=namespace)
+        except ValueError:
+            return  # it disconnected while its join was on its way: nothing to enter
         if self.interest is not None:
             await self.interest.ready(namespace, room)

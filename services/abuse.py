@@ -72,7 +72,8 @@ class EventBudget:
             return True
         bucket[0] = tokens
         bucket[2] += 1
-        return None if bucket[2] >= self._limits.strikes_to_disconnect else False
+        # The disconnect is asked for once; what the socket sends meanwhile is refused.
+        return None if bucket[2] == self._limits.strikes_to_disconnect else False
 
     def forget(self, sid: str) -> None:
         self._buckets.pop(sid, None)

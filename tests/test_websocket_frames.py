@@ -166,3 +166,28 @@ async def test_no_bytes_a_client_sends_take_the_node_down(
     ws.send(0x1, b'42/live,1["live:subscribe",{"project_id":"after"}]')
     assert (await ws.text()).startswith("43/live,1[")
     ws.close()
+
+
+async def test_events_queued_behind_their_sockets_disconnect_are_dropped_quietly(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """Subscribes sent in the same write as the namespace's disconnect: what python-
+    socketio dispatched before the disconnect but runs after it is not served (and
+    is no internal error, nor a rate budget left behind for a socket that is gone)."""
+    ws = await _connected(server)
+    burst = b"".join(
+        frame(0x1, b'42/live,%d["live:subscribe",{"project_id":"gone-%d"}]' % (n, n))
+        for n in range(1, 51)
+    )
+    ws.writer.write(burst + frame(0x1, b"41/live,"))
+    # The Engine.IO session stays, so the same connection can tell when all were run.
+    ws.send(0x1, b"40/live,")
+    while not (await ws.text()).startswith("40/live,{"):
+        pass
+    ws.send(0x1, b'42/live,99["live:subscribe",{"project_id":"after"}]')
+    while not (reply := await ws.text()).startswith("43/live,99"):
+        pass
+    assert '"ok":true' in reply
+    ws.close()
+    _, metrics, _ = await server.api.call("GET", "/metrics")
+    assert 'lifeline_errors_total{code="internal"' not in metrics
