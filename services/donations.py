@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -35,6 +36,9 @@ class TickerService:
         # project on this node (a donation, its own or a peer's) bumps its version.
         self._cache: OrderedDict[str, tuple[tuple[int, int], float, dict[str, Any]]] = OrderedDict()
         self._versions: dict[str, int] = {}
+        # Reads on their way, so a herd that misses the cache together waits for one
+        # query: project id -> (the project's version when it started, the read).
+        self._loading: dict[str, tuple[tuple[int, int], asyncio.Task[dict[str, Any]]]] = {}
         self._epoch = 0  # bumped when the versions are forgotten (bounded memory)
         self._cache_s = cache_s
         self._cache_size = cache_size
@@ -58,7 +62,21 @@ class TickerService:
         if hit is not None and hit[0] == version and now - hit[1] < self._cache_s:
             self._cache.move_to_end(project_id)
             return hit[2]
-        ticker = await self._projects.ticker(project_id)
+        loading = self._loading.get(project_id)
+        if loading is None or loading[0] != version:
+            # A read started before news of the project may predate it: not shared.
+            read = asyncio.get_running_loop().create_task(self._read(project_id, version, now))
+            read.add_done_callback(_retrieved)  # its error is the viewers'; none may be left
+            loading = self._loading[project_id] = (version, read)
+        # Shielded: a viewer that goes away mid-read does not cancel the others' read.
+        return await asyncio.shield(loading[1])
+
+    async def _read(self, project_id: str, version: tuple[int, int], now: float) -> dict[str, Any]:
+        try:
+            ticker = await self._projects.ticker(project_id)
+        finally:
+            if self._loading.get(project_id, (None,))[0] == version:
+                del self._loading[project_id]
         # Kept only if no news came while it was read (else it may predate the news).
         if self._version(project_id) == version:
             self._cache[project_id] = (version, now, ticker)
@@ -92,3 +110,8 @@ class TickerService:
 
     async def unsubscribe(self, sid: str, project_id: str) -> None:
         await self._sockets.leave_project(sid, project_id)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

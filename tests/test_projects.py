@@ -3,11 +3,14 @@ and donations over time computed in SQL."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from server.settings import Settings
 from tests.clients import Socket
@@ -155,3 +158,50 @@ async def test_a_subscriber_always_gets_the_ticker_after_the_last_donation_on_an
     for server in (one, two):
         ticker = await subscribe(server)
         assert ticker["total_minor"] == 150 and len(ticker["recent"]) == 2
+
+
+async def test_a_herd_of_viewers_missing_the_cache_together_waits_for_one_query(
+    server: Running, db: str, sockets: SocketFactory
+) -> None:
+    """A reconnect storm is not a query storm: viewers of a project whose ticker is
+    not cached, subscribing at once, share one read of PostgreSQL."""
+    await post_events(server.api, _donation("p-storm", 300))
+    viewers = [sockets() for _ in range(20)]
+    for viewer in viewers:
+        await viewer.connect(server.url, namespace="/live")
+    locker = await asyncpg.connect(db)
+    watcher = await asyncpg.connect(db)
+    try:
+        # Hold the donations table, so every ticker read waits where it can be counted.
+        transaction = locker.transaction()
+        await transaction.start()
+        await locker.execute("LOCK TABLE donations IN ACCESS EXCLUSIVE MODE")
+        calls = [
+            asyncio.ensure_future(
+                v.call("live:subscribe", {"project_id": "p-storm"}, namespace="/live")
+            )
+            for v in viewers
+        ]
+
+        async def reads_waiting() -> int:
+            return int(
+                await watcher.fetchval(
+                    """SELECT count(*) FROM pg_stat_activity
+                        WHERE wait_event_type = 'Lock' AND query LIKE '%LEFT JOIN LATERAL%'"""
+                )
+            )
+
+        async with asyncio.timeout(10):
+            while await reads_waiting() == 0:
+                await asyncio.sleep(0.02)
+        # Long enough for a second read to show, were the others making their own:
+        # a pool of ten serves twenty viewers' reads within milliseconds.
+        for _ in range(25):
+            assert await reads_waiting() == 1
+            await asyncio.sleep(0.02)
+        await transaction.rollback()
+        acks = await asyncio.gather(*calls)
+    finally:
+        await locker.close()
+        await watcher.close()
+    assert all(a["ok"] and a["ticker"]["total_minor"] == 300 for a in acks), acks
